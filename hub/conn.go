@@ -1,0 +1,355 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
+)
+
+// conn is one player's socket. Its read goroutine owns the game fields; the
+// write goroutine drains the send queue; anyone may enqueue or close.
+type conn struct {
+	hub    *Hub
+	ws     *websocket.Conn
+	player string
+	send   chan []byte
+
+	ctx       context.Context // ends when the socket is done
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+
+	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
+	pinging  atomic.Bool
+
+	refusals *rate.Limiter
+
+	// While holding, frames from the room wait in held, so that the reply to
+	// a join goes out before the game's first message.
+	gate    sync.Mutex
+	holding bool
+	held    [][]byte
+
+	// Owned by the read goroutine.
+	room *room
+	team game.Mark
+}
+
+func newConn(h *Hub, ws *websocket.Conn, player string) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		hub: h, ws: ws, player: player,
+		send:     make(chan []byte, h.opt.SendQueue),
+		ctx:      ctx,
+		cancel:   cancel,
+		refusals: rate.NewLimiter(rate.Limit(h.opt.Refusals), h.opt.RefusalBurst),
+	}
+	c.lastSeen.Store(time.Now().UnixNano())
+	return c
+}
+
+// serve reads and handles frames until the socket closes, then takes the
+// player out of its game.
+func (c *conn) serve(ctx context.Context) {
+	var writer sync.WaitGroup
+	writer.Add(1)
+	go func() {
+		defer writer.Done()
+		c.writeLoop()
+	}()
+	defer func() {
+		c.cancel()
+		c.ws.CloseNow()
+		writer.Wait()
+		c.leave()
+	}()
+	for {
+		typ, data, err := c.ws.Read(c.ctx)
+		if err != nil {
+			c.logClose(err)
+			return
+		}
+		c.lastSeen.Store(time.Now().UnixNano())
+		if typ != websocket.MessageText {
+			c.refuse(refuse("bad_frame", "Send JSON text frames, not binary."))
+			continue
+		}
+		if err := c.handle(data); err != nil {
+			c.refuse(toClientError(err))
+		}
+	}
+}
+
+func (c *conn) logClose(err error) {
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusServiceRestart:
+		return
+	case websocket.StatusMessageTooBig:
+		c.hub.log.Info("socket closed: frame too big", "player", c.player[:8])
+		return
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	c.hub.log.Debug("socket closed", "player", c.player[:8], "err", err)
+}
+
+// refuse tells the client why its message changed nothing, and closes a
+// socket that keeps sending such messages.
+func (c *conn) refuse(e *clientError) {
+	if c.charge() {
+		c.enqueue(frameError(e))
+	}
+}
+
+// charge counts a message that changed nothing. It reports false, and closes
+// the socket, when the socket has sent too many.
+func (c *conn) charge() bool {
+	if c.refusals.Allow() {
+		return true
+	}
+	c.enqueue(frameError(refuse("rate_limited", "Too many messages; closing.")))
+	c.close(websocket.StatusPolicyViolation, "rate limited")
+	return false
+}
+
+// handle acts on one frame. Errors are refusals for the client.
+func (c *conn) handle(data []byte) error {
+	var in inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		return refuse("bad_json", "Frames must be JSON objects like {\"action\":\"joinGame\",\"data\":null}.")
+	}
+	switch in.Action {
+	case "ping":
+		if c.charge() { // a ping changes nothing, so it counts against the limit
+			c.enqueue(framePong)
+		}
+		return nil
+	case "joinGame":
+		if !emptyData(in.Data) {
+			return refuse("bad_data", "joinGame takes no data (null or {}) for a quick match.")
+		}
+		return c.join()
+	case "fillSquare":
+		var fs fillSquare
+		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil {
+			return refuse("bad_data", `fillSquare needs {"gameId": string, "coords": {"x": 0-2, "y": 0-2}}.`)
+		}
+		return c.move(*fs.GameID, *fs.Coords.X, *fs.Coords.Y)
+	case "":
+		return refuse("bad_json", `Frames need an "action".`)
+	}
+	return refuse("unknown_action", "Unknown action; use joinGame, fillSquare or ping.")
+}
+
+func emptyData(raw json.RawMessage) bool {
+	if len(raw) == 0 || string(raw) == "null" {
+		return true
+	}
+	var m map[string]json.RawMessage
+	return json.Unmarshal(raw, &m) == nil && len(m) == 0
+}
+
+// join puts the player in a game: the oldest waiting one, or a new one.
+func (c *conn) join() error {
+	if c.room != nil {
+		switch c.room.status() {
+		case game.Waiting:
+			if c.charge() { // already waiting: nothing changed
+				c.enqueue(frameJoinGame(c.room.id, c.team))
+			}
+			return nil
+		case game.InProgress:
+			return refuse("already_playing", "Finish or leave your current game first.")
+		}
+		c.hub.exit(c.room, c)
+		c.room, c.team = nil, game.Empty
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
+	defer cancel()
+	// Listen to the game we may open before opening it, so that the
+	// opponent's first message cannot arrive before we do.
+	id := c.hub.opt.NewID()
+	c.hold()
+	defer c.release()
+	r, err := c.hub.enter(ctx, id, c)
+	if err != nil {
+		return err
+	}
+	g, err := c.hub.store.Join(ctx, c.player, id)
+	if err != nil || g.ID != id {
+		c.hub.exit(r, c)
+		if err != nil {
+			return err
+		}
+		if r, err = c.hub.enter(ctx, g.ID, c); err != nil {
+			return err
+		}
+	}
+	r.observe(g.Status, g.Moves)
+	c.room, c.team = r, g.Team(c.player)
+	c.enqueue(frameJoinGame(g.ID, c.team))
+	if g.Status == game.Waiting {
+		c.enqueue(frameStatus(g.ID, g.Status))
+		return nil
+	}
+	c.hub.log.Info("game started", "game", g.ID)
+	return c.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(g.ID, g.Status))
+}
+
+// move plays a square in the player's game and tells both players.
+func (c *conn) move(id string, x, y int) error {
+	if c.room == nil || c.room.id != id {
+		return refuse("not_in_game", "You do not play in that game.")
+	}
+	if x < 0 || x >= game.Size || y < 0 || y >= game.Size {
+		return game.ErrOffBoard
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
+	defer cancel()
+	g, err := c.hub.store.Move(ctx, id, c.player, x, y)
+	if err != nil {
+		return err
+	}
+	if !g.Status.Over() {
+		return c.publish(ctx, &g, frameGrid(&g))
+	}
+	c.hub.log.Info("game over", "game", g.ID, "status", g.Status.String(), "winner", g.Winner.String(), "moves", g.Moves)
+	return c.publish(ctx, &g, frameGrid(&g), frameStatus(g.ID, g.Status), frameWinner(&g))
+}
+
+// leave abandons the player's game if it is still in progress, and drops
+// the room. It runs after the socket closed, so it has a context of its own.
+func (c *conn) leave() {
+	r := c.room
+	if r == nil {
+		return
+	}
+	c.room = nil
+	defer c.hub.exit(r, c)
+	if r.status().Over() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.StoreTimeout)
+	defer cancel()
+	g, err := c.hub.store.Leave(ctx, r.id, c.player)
+	switch {
+	case errors.Is(err, game.ErrOver):
+		return
+	case err != nil:
+		c.hub.log.Warn("leave game", "game", r.id, "err", err)
+		return
+	case g.Status != game.Abandoned:
+		return // was still waiting: it is gone from the queue
+	}
+	c.hub.log.Info("game abandoned", "game", g.ID, "moves", g.Moves)
+	if err := c.publish(ctx, &g, frameStatus(g.ID, g.Status), frameWinner(&g)); err != nil {
+		c.hub.log.Warn("tell opponent of abandon", "game", g.ID, "err", err)
+	}
+}
+
+// publish sends frames to everyone in g's game, on every replica.
+func (c *conn) publish(ctx context.Context, g *store.Game, frames ...[]byte) error {
+	if err := c.hub.bus.Publish(ctx, channel(g.ID), busMessage(g, frames...)); err != nil {
+		return err
+	}
+	return nil
+}
+
+// deliver queues a frame that comes from the game's room.
+func (c *conn) deliver(f []byte) {
+	c.gate.Lock()
+	defer c.gate.Unlock()
+	if c.holding {
+		c.held = append(c.held, f)
+		return
+	}
+	c.enqueue(f)
+}
+
+func (c *conn) hold() {
+	c.gate.Lock()
+	c.holding = true
+	c.gate.Unlock()
+}
+
+// release sends what was held, in order, and lets frames through again.
+func (c *conn) release() {
+	c.gate.Lock()
+	defer c.gate.Unlock()
+	for _, f := range c.held {
+		c.enqueue(f)
+	}
+	c.holding, c.held = false, nil
+}
+
+// enqueue queues f for the write goroutine without blocking. A socket whose
+// queue is full is too slow to play and is closed.
+func (c *conn) enqueue(f []byte) {
+	select {
+	case c.send <- f:
+	default:
+		c.hub.log.Info("socket too slow, closing", "player", c.player[:8])
+		c.close(websocket.StatusPolicyViolation, "too slow")
+	}
+}
+
+func (c *conn) writeLoop() {
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case f := <-c.send:
+			ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.WriteTimeout)
+			err := c.ws.Write(ctx, websocket.MessageText, f)
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		}
+	}
+}
+
+// close starts the close handshake with code, off the caller's goroutine so
+// that it never blocks a fan-out. The read goroutine finishes the job.
+func (c *conn) close(code websocket.StatusCode, reason string) {
+	c.closeOnce.Do(func() {
+		go func() {
+			if code == websocket.StatusPolicyViolation {
+				// Give the last error frame a moment to go out.
+				time.Sleep(10 * time.Millisecond)
+			}
+			c.ws.Close(code, reason)
+			c.cancel()
+		}()
+	})
+}
+
+// maybePing checks a socket that has been silent for a while: a live browser
+// answers WebSocket pings by itself. Called with Hub.mu held: must not block.
+func (c *conn) maybePing(now time.Time) {
+	if now.UnixNano()-c.lastSeen.Load() < int64(c.hub.opt.PingInterval) || !c.pinging.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.pinging.Store(false)
+		ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.PingInterval)
+		defer cancel()
+		if err := c.ws.Ping(ctx); err != nil {
+			c.cancel()
+			return
+		}
+		c.lastSeen.Store(time.Now().UnixNano())
+	}()
+}

@@ -1,0 +1,133 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tictac/tictac/game"
+)
+
+// channel names a game's bus channel.
+func channel(gameID string) string { return "tictac:game:" + gameID }
+
+// room is a game as one replica sees it: its local sockets and its bus
+// subscription, held while anyone here refers to the game.
+type room struct {
+	id    string
+	ready chan struct{} // closed once the bus subscription is settled
+	err   error         // why subscribing failed; read after ready
+	stop  func()        // ends the bus subscription
+
+	refs int // guarded by Hub.mu
+
+	mu      sync.Mutex
+	members []*conn // replaced, never modified in place, so deliver can read it unlocked
+
+	// state is moves<<8 | status of the newest message seen. Within one move
+	// count a game's status only moves forward, so the maximum is the latest.
+	state atomic.Uint32
+}
+
+func (r *room) observe(status game.Status, moves int) {
+	next := uint32(moves)<<8 | uint32(status)
+	for {
+		cur := r.state.Load()
+		if next <= cur || r.state.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+// status returns the game's status as last seen on this replica.
+func (r *room) status() game.Status { return game.Status(r.state.Load() & 0xff) }
+
+// deliver fans a bus message out to the local sockets. It never blocks: a
+// socket whose queue is full is dropped as too slow.
+func (r *room) deliver(msg []byte) {
+	if len(msg) < 2 {
+		return
+	}
+	r.observe(game.Status(msg[0]), int(msg[1]))
+	r.mu.Lock()
+	members := r.members
+	r.mu.Unlock()
+	for body := msg[2:]; len(body) > 0; {
+		f := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			f, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		for _, c := range members {
+			c.deliver(f)
+		}
+	}
+}
+
+func (r *room) add(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.members = append(r.members[:len(r.members):len(r.members)], c)
+}
+
+func (r *room) remove(c *conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make([]*conn, 0, len(r.members))
+	for _, m := range r.members {
+		if m != c {
+			next = append(next, m)
+		}
+	}
+	r.members = next
+}
+
+// enter takes a reference to game id's room, subscribing this replica to the
+// game's channel if it is the first, and adds c to it unless c is nil.
+// The subscription is in place when enter returns.
+func (h *Hub) enter(ctx context.Context, id string, c *conn) (*room, error) {
+	h.mu.Lock()
+	r := h.rooms[id]
+	first := r == nil
+	if first {
+		r = &room{id: id, ready: make(chan struct{})}
+		h.rooms[id] = r
+	}
+	r.refs++
+	h.mu.Unlock()
+	if first {
+		r.stop, r.err = h.bus.Subscribe(ctx, channel(id), r.deliver)
+		close(r.ready)
+	} else {
+		<-r.ready
+	}
+	if r.err != nil {
+		h.exit(r, nil)
+		return nil, fmt.Errorf("subscribe to game %s: %w", id, r.err)
+	}
+	if c != nil {
+		r.add(c)
+	}
+	return r, nil
+}
+
+// exit drops a reference taken by enter, and c's membership unless c is nil.
+// The last reference out ends the bus subscription.
+func (h *Hub) exit(r *room, c *conn) {
+	if c != nil {
+		r.remove(c)
+	}
+	h.mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	if last {
+		delete(h.rooms, r.id)
+	}
+	h.mu.Unlock()
+	if last && r.stop != nil {
+		r.stop()
+	}
+}

@@ -1,0 +1,202 @@
+// Command tictac serves real-time multiplayer tic-tac-toe: the Canvas client,
+// the WebSocket game server and the live stats, from one binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/store"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "tictac:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// config is every setting, from flags whose defaults come from the environment.
+type config struct {
+	addr            string
+	dataDir         string
+	durability      string
+	logFormat       string
+	logLevel        string
+	shutdownTimeout time.Duration
+}
+
+// run is the whole program; main only adds the process around it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, "tictac", version)
+			return nil
+		}
+	}
+	cfg, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, log)
+}
+
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	addr := ":8080"
+	if p := getenv("PORT"); p != "" {
+		addr = ":" + p
+	}
+	var cfg config
+	fs := flag.NewFlagSet("tictac", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.addr, "addr", env("ADDR", addr), "listen address (env ADDR, or PORT for \":PORT\")")
+	fs.StringVar(&cfg.dataDir, "data", env("DATA_DIR", "./data"), "directory of the embedded store (env DATA_DIR)")
+	fs.StringVar(&cfg.durability, "durability", env("DURABILITY", "hard"), "hard: fsync each commit; soft: survive a process crash, not a power cut (env DURABILITY)")
+	fs.StringVar(&cfg.logFormat, "log-format", env("LOG_FORMAT", "auto"), "text, json, or auto: text on a terminal, json otherwise (env LOG_FORMAT)")
+	fs.StringVar(&cfg.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	shutdown, err := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "10s"))
+	if err != nil {
+		return config{}, fmt.Errorf("SHUTDOWN_TIMEOUT: %w", err)
+	}
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", shutdown, "how long a shutdown may take (env SHUTDOWN_TIMEOUT)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unknown argument %q (see tictac -h)", fs.Arg(0))
+	}
+	if cfg.durability != "hard" && cfg.durability != "soft" {
+		return config{}, fmt.Errorf("-durability must be hard or soft, not %q", cfg.durability)
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := cfg.logFormat
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format must be auto, text or json, not %q", cfg.logFormat)
+}
+
+// serve wires store, bus, hub and router, serves until ctx ends, then drains.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft"})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	h := hub.New(st, hub.NewMemoryBus(), hub.Options{Logger: log})
+
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	srv := &http.Server{Handler: routes(h, staticFiles()), ReadHeaderTimeout: 10 * time.Second}
+
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- h.Run(hubCtx) }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+	log.Info("tictac serving", "addr", ln.Addr().String(), "store", "embedded", "data", cfg.dataDir, "durability", cfg.durability, "version", version)
+
+	select {
+	case <-ctx.Done():
+	case err := <-srvDone:
+		return fmt.Errorf("serve: %w", err)
+	case err := <-hubDone:
+		srv.Close()
+		return fmt.Errorf("stats relay: %w", err)
+	}
+	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	drain, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	err = errors.Join(srv.Shutdown(drain), h.Close(drain))
+	stopHub()
+	<-hubDone
+	return err
+}
+
+// routes is the HTTP surface: the client, the game socket and health.
+func routes(h http.Handler, static fs.FS) http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	r.Handle("/live", h)
+	r.Handle("/live/", h)
+	files := http.FileServerFS(static)
+	r.Get("/*", func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr.Set("X-Content-Type-Options", "nosniff")
+		hdr.Set("Referrer-Policy", "same-origin")
+		hdr.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
+		if !strings.Contains(r.URL.Path, ".") {
+			hdr.Set("Cache-Control", "no-cache")
+		}
+		files.ServeHTTP(w, r)
+	})
+	return r
+}
