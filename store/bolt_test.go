@@ -1,0 +1,191 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
+	"github.com/tictac/tictac/store/storetest"
+)
+
+func openBolt(tb testing.TB, path string, opt store.BoltOptions) *store.Bolt {
+	tb.Helper()
+	s, err := store.OpenBolt(path, opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+func TestBoltConformance(t *testing.T) {
+	for _, sync := range []bool{true, false} {
+		name := "hard"
+		if !sync {
+			name = "soft"
+		}
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) storetest.Store {
+				s := openBolt(t, filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: !sync})
+				t.Cleanup(func() { s.Close() })
+				return s
+			})
+		})
+	}
+}
+
+// TestBoltRestart reopens the file and finds games and stats as they were,
+// except the waiting game, which belonged to a socket of the old process.
+func TestBoltRestart(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "t.db")
+	ctx := context.Background()
+	s := openBolt(t, path, store.BoltOptions{})
+	if _, err := s.Join(ctx, "x", "g1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Join(ctx, "o", "unused"); err != nil {
+		t.Fatal(err)
+	}
+	var g store.Game
+	for i, m := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+		p := []string{"x", "o"}[i%2]
+		var err error
+		if g, err = s.Move(ctx, "g1", p, m[0], m[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Join(ctx, "w", "waiting"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Stats(ctx)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Move(ctx, "g1", "o", 2, 2); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Move on a closed store = %v, want ErrClosed", err)
+	}
+
+	s = openBolt(t, path, store.BoltOptions{})
+	defer s.Close()
+	after, _ := s.Stats(ctx)
+	if after != before || after[store.WonByX] != 1 || after[store.TotalMoves] != 5 {
+		t.Errorf("stats after restart %v, before %v", after, before)
+	}
+	loaded, err := s.Game(ctx, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loaded.Game != g.Game || len(loaded.History) != 5 || !loaded.History[4].At.Equal(g.History[4].At) {
+		t.Errorf("game after restart %+v, want %+v", loaded, g)
+	}
+	if _, err := s.Game(ctx, "waiting"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("waiting game survived the restart: %v", err)
+	}
+	if n, err := s.Join(ctx, "new", "fresh"); err != nil || n.ID != "fresh" || n.Status != game.Waiting {
+		t.Errorf("Join after restart = %+v, %v; want a new waiting game", n, err)
+	}
+}
+
+// TestBoltSecondOpener: the file is locked by its first opener.
+func TestBoltSecondOpener(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "t.db")
+	s := openBolt(t, path, store.BoltOptions{})
+	defer s.Close()
+	start := time.Now()
+	if _, err := store.OpenBolt(path, store.BoltOptions{}); err == nil {
+		t.Fatal("second open of a locked file succeeded")
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Error("second open waited too long")
+	}
+}
+
+// BenchmarkMove measures the move path through the store: games played one
+// move at a time (lone moves, one fsync pair each), and many games at once
+// (group commit: concurrent moves share a transaction and its fsyncs).
+func BenchmarkMove(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		noSync bool
+	}{{"fsync", false}, {"soft", true}} {
+		for _, par := range []int{1, 64} {
+			b.Run(mode.name+"/games="+strconv.Itoa(par), func(b *testing.B) {
+				s := openBolt(b, filepath.Join(b.TempDir(), "t.db"), store.BoltOptions{NoSync: mode.noSync})
+				defer s.Close()
+				perWorker := b.N/par + 1
+				games := startGames(b, s, par*((perWorker+8)/9))
+				b.ReportAllocs()
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for w := range par {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						playMoves(b, s, games[w*len(games)/par:(w+1)*len(games)/par], perWorker)
+					}()
+				}
+				wg.Wait()
+			})
+		}
+	}
+}
+
+// startGames pairs 2n fresh players, 64 joins at a time, and returns the games.
+func startGames(b *testing.B, s *store.Bolt, n int) []store.Game {
+	ctx := context.Background()
+	ids := make([]string, 2*n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			g, err := s.Join(ctx, store.NewID(), store.NewID())
+			if err != nil {
+				b.Error(err)
+			}
+			ids[i] = g.ID
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	var games []store.Game
+	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if g, err := s.Game(ctx, id); err == nil && g.Status == game.InProgress {
+			games = append(games, g)
+		}
+	}
+	return games
+}
+
+// playMoves plays n moves over games, each game to its end in turn.
+func playMoves(b *testing.B, s *store.Bolt, games []store.Game, n int) {
+	squares := [][2]int{{0, 0}, {1, 0}, {2, 0}, {1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {2, 2}}
+	ctx := context.Background()
+	for done := 0; done < n; {
+		g := games[0]
+		games = games[1:]
+		for i := 0; i < len(squares) && done < n; i++ {
+			p := g.PlayerX
+			if i%2 == 1 {
+				p = g.PlayerO
+			}
+			if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1]); err != nil {
+				b.Fatal(err)
+			}
+			done++
+		}
+	}
+}
