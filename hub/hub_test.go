@@ -401,3 +401,83 @@ func TestConcurrentJoins(t *testing.T) {
 		t.Errorf("totalGames = %d, want %d", stats[0], n/2)
 	}
 }
+
+// TestStatsCoalesced drives many moves while a watcher counts statsUpdate
+// frames: however fast the moves, at most one frame per StatsInterval, and
+// none once nothing changes.
+func TestStatsCoalesced(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	watcher := wstest.Dial(t, s.url)
+	begin := time.Now()
+	var wg sync.WaitGroup
+	players := make([][2]*wstest.Client, 10)
+	for i := range players {
+		players[i] = [2]*wstest.Client{wstest.Dial(t, s.url), wstest.Dial(t, s.url)}
+	}
+	for range 20 {
+		// Pair one game at a time so that pairs do not cross, then play all at once.
+		for _, p := range players {
+			wstest.Pair(t, p[0], p[1])
+		}
+		for _, p := range players {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				x, o := p[0], p[1]
+				for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+					p, q := x, o
+					if i%2 == 1 {
+						p, q = o, x
+					}
+					p.Move(q, sq[0], sq[1])
+				}
+				for _, p := range []*wstest.Client{x, o} {
+					p.ExpectStatus("finished")
+					p.Expect("updateWinner")
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	busy := time.Since(begin)
+	time.Sleep(600 * time.Millisecond) // let the last change through
+	frames, values := countStats(t, watcher)
+	// The first frame is the full set on connect; the rest are spaced by at
+	// least 250ms, plus one for the change that lands just after the busy time.
+	if limit := 1 + int(busy/(250*time.Millisecond)) + 2; frames > limit {
+		t.Errorf("%d statsUpdate frames in %v, want at most %d", frames, busy, limit)
+	}
+	if frames < 2 {
+		t.Errorf("only %d statsUpdate frames: changes were not relayed", frames)
+	}
+	if values["totalMoves"] != 10*20*5 || values["wonByX"] != 10*20 || values["totalGames"] != 10*20 {
+		t.Errorf("watcher ended with %v", values)
+	}
+	// Nothing changes now, so nothing is sent.
+	time.Sleep(600 * time.Millisecond)
+	if n, _ := countStats(t, watcher); n != 0 {
+		t.Errorf("%d statsUpdate frames while nothing changed", n)
+	}
+}
+
+func countStats(t *testing.T, c *wstest.Client) (int, map[string]int64) {
+	values := map[string]int64{}
+	n := 0
+	for {
+		select {
+		case m := <-c.Stats:
+			n++
+			var list []struct {
+				ID    string
+				Value int64
+			}
+			m.Decode(t, &list)
+			for _, e := range list {
+				values[e.ID] = e.Value
+			}
+		default:
+			return n, values
+		}
+	}
+}

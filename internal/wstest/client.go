@@ -29,7 +29,7 @@ type Client struct {
 	tb     testing.TB
 	WS     *websocket.Conn
 	Frames chan Msg
-	stats  chan Msg
+	Stats  chan Msg
 	Closed chan error
 	GameID string
 	Team   string
@@ -45,7 +45,7 @@ func Dial(tb testing.TB, url string) *Client {
 		tb.Fatalf("dial %s: %v", url, err)
 	}
 	ws.SetReadLimit(1 << 20)
-	c := &Client{tb: tb, WS: ws, Frames: make(chan Msg, 256), stats: make(chan Msg, 1024), Closed: make(chan error, 1)}
+	c := &Client{tb: tb, WS: ws, Frames: make(chan Msg, 256), Stats: make(chan Msg, 1024), Closed: make(chan error, 1)}
 	go c.readLoop()
 	tb.Cleanup(func() { ws.CloseNow() })
 	return c
@@ -67,7 +67,7 @@ func (c *Client) readLoop() {
 		}
 		if m.Action == "statsUpdate" {
 			select {
-			case c.stats <- m:
+			case c.Stats <- m:
 			default:
 			}
 			continue
@@ -246,7 +246,7 @@ func (c *Client) Move(other *Client, x, y int) Grid {
 func (c *Client) LatestStats(into map[string]int64) {
 	for {
 		select {
-		case m := <-c.stats:
+		case m := <-c.Stats:
 			var list []struct {
 				ID    string
 				Value int64
