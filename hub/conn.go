@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -125,39 +124,20 @@ func (c *conn) charge() bool {
 
 // handle acts on one frame. Errors are refusals for the client.
 func (c *conn) handle(data []byte) error {
-	var in inbound
-	if err := json.Unmarshal(data, &in); err != nil {
-		return refuse("bad_json", "Frames must be JSON objects like {\"action\":\"joinGame\",\"data\":null}.")
+	req, err := decode(data)
+	if err != nil {
+		return err
 	}
-	switch in.Action {
-	case "ping":
+	switch req.action {
+	case actionPing:
 		if c.charge() { // a ping changes nothing, so it counts against the limit
 			c.enqueue(framePong)
 		}
 		return nil
-	case "joinGame":
-		if !emptyData(in.Data) {
-			return refuse("bad_data", "joinGame takes no data (null or {}) for a quick match.")
-		}
+	case actionJoin:
 		return c.join()
-	case "fillSquare":
-		var fs fillSquare
-		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil {
-			return refuse("bad_data", `fillSquare needs {"gameId": string, "coords": {"x": 0-2, "y": 0-2}}.`)
-		}
-		return c.move(*fs.GameID, *fs.Coords.X, *fs.Coords.Y)
-	case "":
-		return refuse("bad_json", `Frames need an "action".`)
 	}
-	return refuse("unknown_action", "Unknown action; use joinGame, fillSquare or ping.")
-}
-
-func emptyData(raw json.RawMessage) bool {
-	if len(raw) == 0 || string(raw) == "null" {
-		return true
-	}
-	var m map[string]json.RawMessage
-	return json.Unmarshal(raw, &m) == nil && len(m) == 0
+	return c.move(req.gameID, req.x, req.y)
 }
 
 // join puts the player in a game: the oldest waiting one, or a new one.

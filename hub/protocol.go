@@ -17,6 +17,56 @@ type inbound struct {
 	Data   json.RawMessage `json:"data"`
 }
 
+// request is a decoded client frame.
+type request struct {
+	action action
+	gameID string // fillSquare
+	x, y   int    // fillSquare
+}
+
+type action uint8
+
+const (
+	actionPing action = iota + 1
+	actionJoin
+	actionFill
+)
+
+// decode parses a client frame. It returns a *clientError for anything that
+// is not a well-formed message of the protocol.
+func decode(data []byte) (request, error) {
+	var in inbound
+	if err := json.Unmarshal(data, &in); err != nil {
+		return request{}, refuse("bad_json", `Frames must be JSON objects like {"action":"joinGame","data":null}.`)
+	}
+	switch in.Action {
+	case "ping":
+		return request{action: actionPing}, nil
+	case "joinGame":
+		if !emptyData(in.Data) {
+			return request{}, refuse("bad_data", "joinGame takes no data (null or {}) for a quick match.")
+		}
+		return request{action: actionJoin}, nil
+	case "fillSquare":
+		var fs fillSquare
+		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil {
+			return request{}, refuse("bad_data", `fillSquare needs {"gameId": string, "coords": {"x": 0-2, "y": 0-2}}.`)
+		}
+		return request{action: actionFill, gameID: *fs.GameID, x: *fs.Coords.X, y: *fs.Coords.Y}, nil
+	case "":
+		return request{}, refuse("bad_json", `Frames need an "action".`)
+	}
+	return request{}, refuse("unknown_action", "Unknown action; use joinGame, fillSquare or ping.")
+}
+
+func emptyData(raw json.RawMessage) bool {
+	if len(raw) == 0 || string(raw) == "null" {
+		return true
+	}
+	var m map[string]json.RawMessage
+	return json.Unmarshal(raw, &m) == nil && len(m) == 0
+}
+
 type fillSquare struct {
 	GameID *string `json:"gameId"`
 	Coords *struct {

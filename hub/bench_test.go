@@ -1,0 +1,66 @@
+package hub
+
+import (
+	"log/slog"
+	"strconv"
+	"testing"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
+)
+
+func benchGame() store.Game {
+	g := store.Game{ID: "abcdefghijkl", Game: game.New()}
+	_ = g.Start()
+	for _, m := range [][2]int{{0, 0}, {1, 1}, {2, 2}, {0, 2}} {
+		mv := game.Move{X: m[0], Y: m[1], Team: g.Turn()}
+		_ = g.Play(mv)
+		g.History = append(g.History, store.Move{X: mv.X, Y: mv.Y, Team: mv.Team})
+	}
+	return g
+}
+
+// BenchmarkEncodeGrid is the state message sent after every move.
+func BenchmarkEncodeGrid(b *testing.B) {
+	g := benchGame()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = busMessage(&g, frameGrid(&g))
+	}
+}
+
+// BenchmarkFanOut delivers one bus message to a room's sockets.
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{2, 10} {
+		b.Run("sockets="+strconv.Itoa(n), func(b *testing.B) {
+			h := New(nil, NewMemoryBus(), Options{Logger: slog.New(slog.DiscardHandler)})
+			r := &room{id: "g"}
+			conns := make([]*conn, n)
+			for i := range conns {
+				conns[i] = &conn{hub: h, player: "p0000000", send: make(chan []byte, 1)}
+				r.add(conns[i])
+			}
+			g := benchGame()
+			msg := busMessage(&g, frameGrid(&g))
+			b.ReportAllocs()
+			for b.Loop() {
+				r.deliver(msg)
+				for _, c := range conns {
+					<-c.send
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkStatsFrame encodes a coalesced stats update with two changes.
+func BenchmarkStatsFrame(b *testing.B) {
+	var prev, next store.Stats
+	next[store.TotalMoves], next[store.PlayersOnline] = 10, 3
+	b.ReportAllocs()
+	for b.Loop() {
+		if frameStats(&prev, &next, false) == nil {
+			b.Fatal("no frame")
+		}
+	}
+}

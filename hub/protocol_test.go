@@ -1,0 +1,81 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want request
+		code string
+	}{
+		{`{"action":"ping"}`, request{action: actionPing}, ""},
+		{`{"action":"joinGame"}`, request{action: actionJoin}, ""},
+		{`{"action":"joinGame","data":null}`, request{action: actionJoin}, ""},
+		{`{"action":"joinGame","data":{}}`, request{action: actionJoin}, ""},
+		{`{"action":"fillSquare","data":{"gameId":"g","team":"x","coords":{"x":2,"y":1}}}`, request{actionFill, "g", 2, 1}, ""},
+		{`{"action":"joinGame","data":{"mode":"x"}}`, request{}, "bad_data"},
+		{`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":2}}}`, request{}, "bad_data"},
+		{`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":2,"y":"1"}}}`, request{}, "bad_data"},
+		{`{"action":"fly"}`, request{}, "unknown_action"},
+		{`{}`, request{}, "bad_json"},
+		{`{"action":["ping"]}`, request{}, "bad_json"},
+		{`"ping"`, request{}, "bad_json"},
+		{``, request{}, "bad_json"},
+	}
+	for _, tt := range tests {
+		got, err := decode([]byte(tt.in))
+		var ce *clientError
+		switch {
+		case tt.code == "" && err != nil:
+			t.Errorf("decode(%s) = %v", tt.in, err)
+		case tt.code != "" && (!errors.As(err, &ce) || ce.Code != tt.code):
+			t.Errorf("decode(%s) error = %v, want %s", tt.in, err, tt.code)
+		case got != tt.want:
+			t.Errorf("decode(%s) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzDecode checks that any frame decodes to a request or to a client error,
+// never a panic or another kind of error.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"action":"ping"}`, `{"action":"joinGame","data":null}`,
+		`{"action":"fillSquare","data":{"gameId":"abc","coords":{"x":1,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"abc","coords":{"x":1e9,"y":-2}}}`,
+		`{"action":"joinGame","data":{"a":[{}]}}`, `[`, `{"action":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := decode(data)
+		if err != nil {
+			var ce *clientError
+			if !errors.As(err, &ce) || ce.Code == "" || ce.Message == "" {
+				t.Fatalf("decode(%q) = %v, not a client error", data, err)
+			}
+			return
+		}
+		if req.action < actionPing || req.action > actionFill {
+			t.Fatalf("decode(%q) = %+v with no action", data, req)
+		}
+		if !json.Valid(data) {
+			t.Fatalf("decode accepted invalid JSON %q", data)
+		}
+	})
+}
+
+func BenchmarkDecodeFill(b *testing.B) {
+	msg := []byte(`{"action":"fillSquare","data":{"gameId":"abcdefghijkl","coords":{"x":1,"y":2}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decode(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
