@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -67,6 +68,10 @@ func Start(tb testing.TB, name string, args ...string) *Process {
 	tb.Helper()
 	p := &Process{Cmd: exec.Command(name, args...), output: &syncBuffer{}, done: make(chan struct{})}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.output, p.output
+	// Its own process group, so that Stop also ends the children it forks
+	// (nginx's workers), which would otherwise hold its output open.
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.Cmd.WaitDelay = 5 * time.Second
 	if err := p.Cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", name, err)
 	}
@@ -80,15 +85,19 @@ func Start(tb testing.TB, name string, args ...string) *Process {
 	return p
 }
 
-// Stop kills the process and waits for it.
-func (p *Process) Stop() {
-	select {
-	case <-p.done:
+// Stop kills the process and its children and waits for it.
+func (p *Process) Stop() { p.Signal(syscall.SIGKILL) }
+
+// Signal sends sig to the process and its children. For SIGKILL it also waits
+// for the process to end.
+func (p *Process) Signal(sig syscall.Signal) {
+	if p.Exited() && sig != syscall.SIGKILL {
 		return
-	default:
 	}
-	p.Cmd.Process.Kill()
-	<-p.done
+	syscall.Kill(-p.Cmd.Process.Pid, sig)
+	if sig == syscall.SIGKILL {
+		<-p.done
+	}
 }
 
 // Exited reports whether the process has ended.
