@@ -23,6 +23,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/loadgen"
 	"github.com/tictac/tictac/store"
 )
 
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		case "version":
 			fmt.Fprintln(stdout, "tictac", version)
 			return nil
+		case "bench":
+			return loadgen.Main(ctx, args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := parseFlags(args, getenv, stderr)
@@ -95,7 +98,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", shutdown, "how long a shutdown may take (env SHUTDOWN_TIMEOUT)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac bench play|idle|relay [flags]   (load generator; tictac bench -h)\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tictac/tictac/internal/wstest"
+	"github.com/tictac/tictac/loadgen"
 )
 
 // app is a running tictac started through run, as main does.
@@ -324,4 +325,23 @@ func TestRestartKeepsGamesAndStats(t *testing.T) {
 	want["gamesInProgress"]++
 	want["playersOnline"] = 3
 	awaitStats(t, b, want)
+}
+
+// TestLoadNoAnomalies is the short load run of the test command: simulated
+// players with no think time against the real program, failing on any
+// protocol anomaly (never on timing).
+func TestLoadNoAnomalies(t *testing.T) {
+	t.Parallel()
+	a := start(t, t.TempDir(), "-durability", "soft")
+	rep, err := loadgen.Play(context.Background(), loadgen.PlayConfig{URLs: []string{a.ws}, Players: 100, Duration: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Moves == 0 || rep.Games == 0 || rep.Errors != 0 || rep.Timeouts != 0 {
+		t.Fatalf("%d games, %d moves, %d error frames, %d timeouts; want games and no errors", rep.Games, rep.Moves, rep.Errors, rep.Timeouts)
+	}
+	t.Logf("%d games, %d moves, %d errors, %d timeouts", rep.Games, rep.Moves, rep.Errors, rep.Timeouts)
 }

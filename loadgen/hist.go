@@ -1,0 +1,125 @@
+package loadgen
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+)
+
+// The histogram is log-linear: values are whole microseconds, exact below
+// 2*subBuckets, then each power of two is cut into subBuckets equal buckets,
+// so a bucket is never wider than 1/subBuckets (0.8%) of its values.
+const (
+	subBits    = 7
+	subBuckets = 1 << subBits
+
+	// HistogramMax is the largest latency a Histogram tells apart; larger
+	// values are counted in its last bucket (and still reported as Max).
+	HistogramMax = 60 * time.Second
+)
+
+var numBuckets = bucketOf(uint64(HistogramMax/time.Microsecond)) + 1
+
+// bucketOf returns the bucket holding v microseconds.
+func bucketOf(v uint64) int {
+	shift := max(bits.Len64(v)-(subBits+1), 0)
+	return shift*subBuckets + int(v>>shift)
+}
+
+// bucketRange returns the lowest value of bucket i and its width, in microseconds.
+func bucketRange(i int) (low, width uint64) {
+	if i < 2*subBuckets {
+		return uint64(i), 1
+	}
+	shift := i/subBuckets - 1
+	return uint64(i-shift*subBuckets) << shift, 1 << shift
+}
+
+// Histogram counts latencies with about 1% relative error from 1µs to
+// HistogramMax. Record is lock-free and safe for concurrent use; the zero value
+// is not usable, call NewHistogram.
+type Histogram struct {
+	counts []atomic.Uint64
+	n      atomic.Uint64
+	sum    atomic.Uint64 // microseconds
+	max    atomic.Uint64 // microseconds
+}
+
+// NewHistogram returns an empty histogram (about 20 KiB).
+func NewHistogram() *Histogram {
+	return &Histogram{counts: make([]atomic.Uint64, numBuckets)}
+}
+
+// Record counts one latency. Negative latencies count as zero.
+func (h *Histogram) Record(d time.Duration) {
+	v := uint64(max(d, 0) / time.Microsecond)
+	h.counts[min(bucketOf(v), numBuckets-1)].Add(1)
+	h.n.Add(1)
+	h.sum.Add(v)
+	for {
+		m := h.max.Load()
+		if v <= m || h.max.CompareAndSwap(m, v) {
+			break
+		}
+	}
+}
+
+// Snapshot copies the counts so far. Counts recorded while it runs may be
+// missing from it, which a progress line can live with.
+func (h *Histogram) Snapshot() *HistogramSnapshot {
+	s := &HistogramSnapshot{Counts: make([]uint64, numBuckets)}
+	for i := range h.counts {
+		c := h.counts[i].Load()
+		s.Counts[i] = c
+		s.N += c
+	}
+	s.Sum = time.Duration(h.sum.Load()) * time.Microsecond
+	s.Max = time.Duration(h.max.Load()) * time.Microsecond
+	return s
+}
+
+// HistogramSnapshot is a still copy of a Histogram that quantiles are read from.
+type HistogramSnapshot struct {
+	// Counts is indexed by bucket; see Bucket for a bucket's range.
+	Counts []uint64
+	// N is the number of values, Sum their total and Max the largest one.
+	N   uint64
+	Sum time.Duration
+	Max time.Duration
+}
+
+// Bucket returns the range [low, low+width) of latencies counted in Counts[i].
+func (s *HistogramSnapshot) Bucket(i int) (low, width time.Duration) {
+	l, w := bucketRange(i)
+	return time.Duration(l) * time.Microsecond, time.Duration(w) * time.Microsecond
+}
+
+// Quantile returns the latency at or below which a fraction q of the values
+// lie, as the top of its bucket (never above Max). It returns 0 when empty.
+func (s *HistogramSnapshot) Quantile(q float64) time.Duration {
+	if s.N == 0 {
+		return 0
+	}
+	rank := uint64(q*float64(s.N) + 0.5)
+	rank = min(max(rank, 1), s.N)
+	var seen uint64
+	for i, c := range s.Counts {
+		seen += c
+		if seen >= rank {
+			if i == len(s.Counts)-1 {
+				return s.Max // the last bucket also holds everything beyond HistogramMax
+			}
+			low, width := s.Bucket(i)
+			return min(low+width-time.Microsecond, s.Max)
+		}
+	}
+	return s.Max
+}
+
+// Mean returns the average latency, or 0 when empty.
+func (s *HistogramSnapshot) Mean() time.Duration {
+	if s.N == 0 {
+		return 0
+	}
+	return s.Sum / time.Duration(s.N)
+}

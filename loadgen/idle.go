@@ -1,0 +1,275 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// DefaultIdleRate is IdleConfig.Rate when zero: sockets opened per second.
+const DefaultIdleRate = 1000
+
+// IdleConfig describes an Idle run. Zero fields take the defaults noted.
+type IdleConfig struct {
+	// URLs are the endpoints, used round-robin. Required.
+	URLs []string
+	// Conns is how many sockets to open, 1..MaxConns.
+	Conns int
+	// Rate is how many sockets are opened per second. Default DefaultIdleRate.
+	Rate int
+	// Duration is how long all sockets are held once the last was opened.
+	// Required, at most MaxDuration.
+	Duration time.Duration
+	// Timeout bounds each handshake. Default DefaultTimeout.
+	Timeout time.Duration
+	// Sources is how many loopback source addresses to dial from. Default 1.
+	Sources int
+	// DialConcurrency bounds the handshakes in flight. Default DefaultDialConcurrency.
+	DialConcurrency int
+	// AllowRemote allows URLs that are not loopback.
+	AllowRemote bool
+	// PID, when set, is the server process whose resident memory is read
+	// from /proc before opening and at the end of the hold.
+	PID int
+	// Progress and Terminal are as in PlayConfig.
+	Progress io.Writer
+	Terminal bool
+}
+
+// IdleReport is what an Idle run saw.
+type IdleReport struct {
+	Conns    int           `json:"conns"`
+	Duration time.Duration `json:"-"`
+	// Opened counts successful handshakes, Failed failed ones, Dropped
+	// sockets the server closed before the end, Open those open at the end.
+	Opened  int64 `json:"opened"`
+	Failed  int64 `json:"failed"`
+	Dropped int64 `json:"dropped"`
+	Open    int64 `json:"open"`
+	// OpenTime is how long opening all sockets took.
+	OpenTime   time.Duration `json:"-"`
+	FirstError string        `json:"firstError,omitempty"`
+	// RSSBefore and RSSAfter are the server's resident memory in bytes (0
+	// without a PID); RSSPerConn is their difference divided by Open.
+	RSSBefore  int64   `json:"rssBefore,omitempty"`
+	RSSAfter   int64   `json:"rssAfter,omitempty"`
+	RSSPerConn float64 `json:"rssPerConn,omitempty"`
+}
+
+// WriteText writes the report in a few lines.
+func (r *IdleReport) WriteText(w io.Writer) error {
+	fmt.Fprintf(w, "tictac bench idle: %d sockets held %v\n", r.Conns, r.Duration)
+	fmt.Fprintf(w, "opened %d in %v  failed %d  dropped %d  open at end %d\n",
+		r.Opened, r.OpenTime.Round(time.Millisecond), r.Failed, r.Dropped, r.Open)
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
+	}
+	var err error
+	if r.RSSAfter > 0 {
+		_, err = fmt.Fprintf(w, "server RSS %.1f MiB -> %.1f MiB: %.1f KiB per socket\n",
+			float64(r.RSSBefore)/(1<<20), float64(r.RSSAfter)/(1<<20), r.RSSPerConn/1024)
+	}
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// Idle opens cfg.Conns sockets at cfg.Rate per second, holds them for
+// cfg.Duration reading and discarding frames, and closes them. It returns an
+// error for a bad config or an unreadable PID.
+func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
+	if err := cfg.check(); err != nil {
+		return nil, fmt.Errorf("idle: %w", err)
+	}
+	rep := &IdleReport{Conns: cfg.Conns, Duration: cfg.Duration}
+	if cfg.PID > 0 {
+		rss, err := readRSS(cfg.PID)
+		if err != nil {
+			return nil, fmt.Errorf("idle: %w", err)
+		}
+		rep.RSSBefore = rss
+	}
+	d := newDialer(cfg.Sources, cfg.DialConcurrency, cfg.Timeout)
+	defer d.close()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		wg                            sync.WaitGroup
+		opened, failed, dropped, open atomic.Int64
+		errOnce                       sync.Once
+	)
+	start := time.Now()
+	progressCtx, stopProgress := context.WithCancel(runCtx)
+	defer stopProgress()
+	var pwg sync.WaitGroup
+	if cfg.Progress != nil {
+		pwg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-progressCtx.Done():
+					return
+				case <-t.C:
+				}
+				writeProgress(cfg.Progress, cfg.Terminal, fmt.Sprintf("%5.0fs  open %d  failed %d  dropped %d",
+					time.Since(start).Seconds(), open.Load(), failed.Load(), dropped.Load()))
+			}
+		})
+	}
+	var dials sync.WaitGroup
+	for i := 0; i < cfg.Conns && runCtx.Err() == nil; i++ {
+		if wait := time.Until(start.Add(time.Second * time.Duration(i) / time.Duration(cfg.Rate))); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+				t.Stop()
+			}
+		}
+		dials.Add(1)
+		wg.Go(func() {
+			conn, err := d.dial(runCtx, cfg.URLs[i%len(cfg.URLs)], i, cfg.Timeout)
+			dials.Done()
+			if err != nil {
+				if runCtx.Err() == nil {
+					failed.Add(1)
+					errOnce.Do(func() { rep.FirstError = err.Error() })
+				}
+				return
+			}
+			opened.Add(1)
+			open.Add(1)
+			if err := hold(runCtx, conn); err != nil {
+				dropped.Add(1)
+				open.Add(-1)
+				errOnce.Do(func() { rep.FirstError = err.Error() })
+			}
+		})
+	}
+	dials.Wait()
+	rep.OpenTime = time.Since(start)
+	t := time.NewTimer(cfg.Duration)
+	select {
+	case <-t.C:
+	case <-runCtx.Done():
+		t.Stop()
+	}
+	rep.Open = open.Load()
+	if cfg.PID > 0 {
+		rss, err := readRSS(cfg.PID)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return nil, fmt.Errorf("idle: %w", err)
+		}
+		rep.RSSAfter = rss
+		if rep.Open > 0 {
+			rep.RSSPerConn = float64(rep.RSSAfter-rep.RSSBefore) / float64(rep.Open)
+		}
+	}
+	stopProgress()
+	pwg.Wait()
+	if cfg.Progress != nil && cfg.Terminal {
+		fmt.Fprintln(cfg.Progress)
+	}
+	cancel()
+	wg.Wait()
+	rep.Opened, rep.Failed, rep.Dropped = opened.Load(), failed.Load(), dropped.Load()
+	return rep, nil
+}
+
+// hold reads and discards frames until ctx is done, then closes the socket
+// properly. It returns an error if the socket closed before that.
+func hold(ctx context.Context, conn *websocket.Conn) error {
+	defer conn.CloseNow()
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		conn.Close(websocket.StatusGoingAway, "bench over")
+	})
+	defer func() {
+		if !stop() {
+			<-closed
+		}
+	}()
+	for {
+		_, r, err := conn.Reader(context.Background())
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("hold: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("hold: %w", err)
+		}
+	}
+}
+
+func (c *IdleConfig) check() error {
+	if len(c.URLs) == 0 {
+		return errors.New("no url")
+	}
+	for _, u := range c.URLs {
+		if err := checkTarget(u, c.AllowRemote); err != nil {
+			return err
+		}
+	}
+	switch {
+	case c.Conns < 1 || c.Conns > MaxConns:
+		return fmt.Errorf("conns %d: must be 1..%d", c.Conns, MaxConns)
+	case c.Duration <= 0 || c.Duration > MaxDuration:
+		return fmt.Errorf("duration %v: must be above 0 and at most %v", c.Duration, MaxDuration)
+	case c.Rate < 0:
+		return fmt.Errorf("rate %d: must be positive", c.Rate)
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultIdleRate
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Sources <= 0 {
+		c.Sources = 1
+	}
+	if c.DialConcurrency <= 0 {
+		c.DialConcurrency = DefaultDialConcurrency
+	}
+	return nil
+}
+
+// readRSS returns the resident memory of process pid, from /proc (Linux only).
+func readRSS(pid int) (int64, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, fmt.Errorf("read rss: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("read rss of %d: %w", pid, err)
+			}
+			return kb * 1024, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read rss of %d: %w", pid, err)
+	}
+	return 0, fmt.Errorf("read rss of %d: no VmRSS line", pid)
+}

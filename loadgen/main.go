@@ -1,0 +1,257 @@
+// Package loadgen is the load generator behind `tictac bench`: simulated players, idle sockets and the floor relay they are compared with.
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tictac/tictac/loadgen/relay"
+)
+
+const usage = `usage: tictac bench <mode> [flags]
+
+modes:
+  play    simulated players join, play random legal moves and rejoin; reports latencies
+  idle    holds many open sockets; reports how many stayed open and the server's RSS
+  relay   serves the floor relay, the minimal server every figure is read against
+
+Run "tictac bench <mode> -h" for a mode's flags.
+`
+
+// Main runs `tictac bench`: args are what follows "bench" (the mode, then its
+// flags). Reports go to stdout and progress and usage to stderr. It returns nil
+// after -h, ErrAnomalies (wrapped) when a play run saw protocol anomalies, and
+// other errors for bad flags or a run that could not start.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("bench: no mode given")
+	}
+	mode, args := args[0], args[1:]
+	var err error
+	switch mode {
+	case "play":
+		err = mainPlay(ctx, args, stdout, stderr)
+	case "idle":
+		err = mainIdle(ctx, args, stdout, stderr)
+	case "relay":
+		err = mainRelay(ctx, args, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("bench: unknown mode %q", mode)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bench %s: %w", mode, err)
+	}
+	return nil
+}
+
+// urlList is a repeatable, comma-separated -url flag.
+type urlList []string
+
+func (u *urlList) String() string { return strings.Join(*u, ",") }
+
+func (u *urlList) Set(s string) error {
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*u = append(*u, part)
+		}
+	}
+	return nil
+}
+
+const defaultURL = "ws://127.0.0.1:8080/live"
+
+func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tictac bench play", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg    PlayConfig
+		urls   urlList
+		asJSON = fs.Bool("json", false, "print the report as JSON")
+		hist   = fs.String("hist", "", "write a latency histogram plot to this SVG `file`")
+		quiet  = fs.Bool("quiet", false, "no progress line")
+	)
+	fs.Var(&urls, "url", "server WebSocket `url`, repeatable or comma-separated (default "+defaultURL+")")
+	fs.IntVar(&cfg.Players, "players", 1000, fmt.Sprintf("simulated players (at most %d)", MaxPlayers))
+	fs.DurationVar(&cfg.Think, "think", time.Second, "think time before each move")
+	fs.Float64Var(&cfg.Jitter, "jitter", 0.5, "think time varies by ±this fraction")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured time, after the ramp")
+	fs.DurationVar(&cfg.Ramp, "ramp", 2*time.Second, "time over which players connect (not measured)")
+	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "confirmation and dial timeout")
+	fs.IntVar(&cfg.Sources, "sources", 4, "loopback source addresses 127.0.0.1..127.0.0.N to dial from")
+	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", DefaultDialConcurrency, "handshakes in flight")
+	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for moves and think times")
+	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets that are not loopback")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if len(urls) == 0 {
+		urls = urlList{defaultURL}
+	}
+	cfg.URLs = urls
+	if !*quiet {
+		cfg.Progress, cfg.Terminal = stderr, isTerminal(stderr)
+	}
+	rep, err := Play(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		err = rep.WriteJSON(stdout)
+	} else {
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if *hist != "" {
+		if err := writeFile(*hist, rep.WriteSVG); err != nil {
+			return err
+		}
+	}
+	return rep.Err()
+}
+
+func mainIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tictac bench idle", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg    IdleConfig
+		urls   urlList
+		asJSON = fs.Bool("json", false, "print the report as JSON")
+		quiet  = fs.Bool("quiet", false, "no progress line")
+	)
+	fs.Var(&urls, "url", "server WebSocket `url`, repeatable or comma-separated (default "+defaultURL+")")
+	fs.IntVar(&cfg.Conns, "conns", 15000, fmt.Sprintf("sockets to hold (at most %d)", MaxConns))
+	fs.IntVar(&cfg.Rate, "rate", DefaultIdleRate, "sockets opened per second")
+	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to hold them once all are open")
+	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "dial timeout")
+	fs.IntVar(&cfg.Sources, "sources", 4, "loopback source addresses 127.0.0.1..127.0.0.N to dial from")
+	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", DefaultDialConcurrency, "handshakes in flight")
+	fs.IntVar(&cfg.PID, "pid", 0, "server process `pid` whose RSS to read from /proc")
+	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets that are not loopback")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if len(urls) == 0 {
+		urls = urlList{defaultURL}
+	}
+	cfg.URLs = urls
+	if !*quiet {
+		cfg.Progress, cfg.Terminal = stderr, isTerminal(stderr)
+	}
+	rep, err := Idle(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(stdout, struct {
+			*IdleReport
+			Duration string `json:"duration"`
+			OpenTime string `json:"openTime"`
+		}{rep, rep.Duration.String(), rep.OpenTime.Round(time.Millisecond).String()})
+	}
+	return rep.WriteText(stdout)
+}
+
+func mainRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tictac bench relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8090", "listen `address`")
+	allowRemote := fs.Bool("allow-remote", false, "allow listening away from loopback")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkListen(*addr, *allowRemote); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	return ServeRelay(ctx, ln, stdout)
+}
+
+// ServeRelay serves the floor relay at /live on ln until ctx is done, then
+// closes its sockets. It announces the URL on out and returns nil on a clean stop.
+func ServeRelay(ctx context.Context, ln net.Listener, out io.Writer) error {
+	rl := relay.New()
+	mux := http.NewServeMux()
+	mux.Handle("/live", rl)
+	mux.Handle("/live/", rl)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(out, "relay listening on ws://%s/live\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		rl.Close()
+		return fmt.Errorf("serve relay: %w", err)
+	case <-ctx.Done():
+	}
+	// Shutdown does not close hijacked sockets: the relay closes its own.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	rl.Close()
+	<-errc
+	if err != nil {
+		return fmt.Errorf("shut down relay: %w", err)
+	}
+	return nil
+}
+
+func writeFile(name string, write func(io.Writer) error) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", name, err)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := jsonEncoder(w)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device, where a progress line
+// can be rewritten in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
