@@ -6,6 +6,27 @@ cd "$(dirname "$0")"
 
 step() { printf '\n== %s\n' "$*"; }
 
+# Services the tests start on loopback (internal/testenv). Anything missing is
+# installed; if it cannot be, the run fails rather than skipping tests.
+export PATH="$PATH:/usr/sbin:/sbin"
+step "dependencies"
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	echo "installing ${missing[*]}"
+	$sudo apt-get update
+	$sudo apt-get install -y "${missing[@]}"
+fi
+if [ ! -d tools/reqlite/node_modules/reqlite ]; then
+	npm ci --prefix tools/reqlite --no-audit --no-fund
+fi
+redis-server --version
+nginx -v 2>&1
+echo "node $(node --version), reqlite $(node -p 'require("./tools/reqlite/node_modules/reqlite/package.json").version')"
+
 step "gofmt"
 unformatted=$(gofmt -l $(find . -name '*.go' -not -path './node_modules/*'))
 if [ -n "$unformatted" ]; then

@@ -1,0 +1,660 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+
+	"github.com/tictac/tictac/game"
+)
+
+// Tables of the RethinkDB store.
+const (
+	tableGames = "games" // one document per game (type doc)
+	tableQueue = "queue" // one document, queueID: the player waiting for a quick match
+	tableStats = "stats" // counters {id, value} and presences {id: "presence:<replica>", online, ...}
+	queueID    = "quick"
+)
+
+const (
+	// maxAttempts bounds the compare-and-set retries of one call. Every failed
+	// attempt means another call succeeded on the same document, and a game
+	// has at most 9 moves, so reaching it means something is badly wrong.
+	maxAttempts = 32
+	// writeTimeout bounds a write once it is sent. Writes do not follow the
+	// caller's context: a call that started writing sees its writes through,
+	// so that an error always means "nothing changed" (as with Bolt) and the
+	// quick-match queue never holds a half-done join.
+	writeTimeout = 10 * time.Second
+	// poolSize is the number of connections; queries are multiplexed over
+	// them, so a few are plenty.
+	poolSize = 8
+)
+
+// RethinkOptions configure OpenRethink.
+type RethinkOptions struct {
+	// Addrs are the servers (host:port) to connect to; several may be given.
+	Addrs []string
+	// DB is the database; "tictac" if empty. It and its tables are created if missing.
+	DB string
+	// User and Password authenticate; the driver uses admin with no password if User is empty.
+	User, Password string
+	// Replica names this process among the replicas sharing the database; its
+	// players count in PlayersOnline under that name. A random id if empty.
+	// Two live processes must not share one.
+	Replica string
+	// Now returns the time stamped on games and moves; time.Now if nil.
+	Now func() time.Time
+	// Logger receives connection losses and recoveries; nothing is logged if nil.
+	Logger *slog.Logger
+	// FlushInterval is how often the replica adds its stats increments to the
+	// database (one write per changed counter at most); 200ms if zero.
+	FlushInterval time.Duration
+}
+
+// Rethink is the store kept in RethinkDB, shared by every replica of the
+// server. RethinkDB makes single-document writes atomic and nothing more, so
+// every change of a game is a compare-and-set on its document, and quick
+// matching goes through a single queue document (see Join).
+//
+// Stats are counters in the stats table that every replica increments in
+// batches; each replica follows the table with one changefeed, which is what
+// Stats and WatchStats report.
+type Rethink struct {
+	sess    *r.Session
+	db      r.Term
+	now     func() time.Time
+	log     *slog.Logger
+	replica string
+	flush   time.Duration
+
+	mu      sync.Mutex
+	closed  bool
+	ops     sync.WaitGroup // calls in progress; Close waits for them
+	pending Stats          // increments not yet written, under mu
+	online  int64          // this replica's players, under mu
+	dirty   bool           // online changed since last written, under mu
+
+	feed feed
+
+	stop     context.CancelFunc // ends the background goroutines
+	flushed  chan struct{}      // closed when the flusher has written its last batch
+	watching chan struct{}      // closed when the changefeed goroutine is gone
+	once     sync.Once
+	closeErr error
+}
+
+// OpenRethink connects to RethinkDB, creates the database and its tables if
+// they are missing (safe when several replicas start at once), and starts
+// following the stats. It fails with an error naming the addresses if none
+// can be reached, or if ctx ends first.
+func OpenRethink(ctx context.Context, opt RethinkOptions) (*Rethink, error) {
+	if len(opt.Addrs) == 0 {
+		return nil, errors.New("open rethinkdb: no address")
+	}
+	if opt.DB == "" {
+		opt.DB = "tictac"
+	}
+	if opt.Replica == "" {
+		opt.Replica = NewID()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.FlushInterval <= 0 {
+		opt.FlushInterval = 200 * time.Millisecond
+	}
+	where := strings.Join(opt.Addrs, ", ")
+	dial := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < dial {
+		dial = max(time.Until(d), time.Millisecond)
+	}
+	sess, err := r.Connect(r.ConnectOpts{
+		Addresses: opt.Addrs,
+		Username:  opt.User,
+		Password:  opt.Password,
+		Timeout:   dial,
+		// A connection lost mid-write gives no answer on whether the write
+		// was applied; the driver must not replay it (a replayed dequeue
+		// would lose the waiting player), so the error goes to the caller.
+		NumRetries: 1,
+		InitialCap: 1,
+		MaxOpen:    poolSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open rethinkdb at %s: %w", where, err)
+	}
+	bg, stop := context.WithCancel(context.Background())
+	s := &Rethink{
+		sess: sess, db: r.DB(opt.DB), now: opt.Now, log: opt.Logger.With("store", "rethinkdb", "db", opt.DB),
+		replica: opt.Replica, flush: opt.FlushInterval,
+		stop: stop, flushed: make(chan struct{}), watching: make(chan struct{}),
+	}
+	if err := s.createSchema(ctx, opt.DB); err != nil {
+		stop()
+		sess.Close()
+		return nil, fmt.Errorf("open rethinkdb at %s: %w", where, err)
+	}
+	s.mu.Lock()
+	s.dirty = true // announce this replica at once
+	s.mu.Unlock()
+	ready := make(chan error, 1)
+	go s.flushLoop(bg)
+	go s.watch(bg, ready)
+	select {
+	case err = <-ready:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open rethinkdb at %s: follow stats: %w", where, err)
+	}
+	return s, nil
+}
+
+// createSchema creates the database, its tables and the documents that must
+// exist (the queue and the counters). "Already exists" means another replica
+// got there first, which is fine. On a cluster, a table answers only once its
+// replicas are ready, hence the wait. (A cluster of several RethinkDB servers
+// does not serialize db_create and table_create across servers, so replicas
+// starting at once through different servers of an empty cluster can create
+// duplicates, rethinkdb/rethinkdb#4898; through one server they cannot.)
+func (s *Rethink) createSchema(ctx context.Context, db string) error {
+	opts := r.RunOpts{Context: ctx}
+	if _, err := r.DBCreate(db).RunWrite(s.sess, opts); err != nil && !alreadyExists(err) {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	for _, t := range []string{tableGames, tableQueue, tableStats} {
+		if _, err := s.db.TableCreate(t).RunWrite(s.sess, opts); err != nil && !alreadyExists(err) {
+			return fmt.Errorf("create table %s: %w", t, err)
+		}
+	}
+	if _, err := s.db.Wait(r.WaitOpts{Timeout: 30}).RunWrite(s.sess, opts); err != nil {
+		// reqlite has no wait; a table that answers a read is ready enough.
+		for _, t := range []string{tableGames, tableQueue, tableStats} {
+			if _, rerr := s.db.Table(t).Count().Run(s.sess, opts); rerr != nil {
+				return fmt.Errorf("wait for tables: %w (and table %s: %v)", err, t, rerr)
+			}
+		}
+	}
+	counters := make([]any, 0, PlayersOnline+1)
+	for i := range PlayersOnline {
+		counters = append(counters, map[string]any{"id": Stat(i).String(), "value": 0})
+	}
+	// Conflicts (the document exists) are reported per document, not as a
+	// query error: they are what makes this safe to run from every replica.
+	if err := s.db.Table(tableStats).Insert(counters).Exec(s.sess, r.ExecOpts{Context: ctx}); err != nil {
+		return fmt.Errorf("create counters: %w", err)
+	}
+	if err := s.db.Table(tableQueue).Insert(emptyQueue).Exec(s.sess, r.ExecOpts{Context: ctx}); err != nil {
+		return fmt.Errorf("create queue: %w", err)
+	}
+	return nil
+}
+
+func alreadyExists(err error) bool { return strings.Contains(err.Error(), "already exists") }
+
+// Close writes the pending stats, takes this replica's players out of
+// PlayersOnline, ends every stats subscription and disconnects. Calls in
+// progress finish first; later calls return ErrClosed.
+func (s *Rethink) Close() error {
+	s.once.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.ops.Wait()
+		s.stop()
+		<-s.flushed
+		<-s.watching
+		s.feed.closeAll()
+		s.closeErr = s.sess.Close()
+	})
+	return s.closeErr
+}
+
+// enter registers a call, or returns ErrClosed.
+func (s *Rethink) enter() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.ops.Add(1)
+	return nil
+}
+
+// writeCtx returns the context of a write: see writeTimeout.
+func writeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+}
+
+// stamp returns the current time at the precision RethinkDB keeps, so that a
+// returned game equals its stored self.
+func (s *Rethink) stamp() time.Time { return s.now().Round(0).Truncate(time.Millisecond) }
+
+// queueDoc is the quick-match queue: the game waiting for an opponent and its
+// player, or empty strings.
+type queueDoc struct {
+	ID     string `rethinkdb:"id"`
+	Game   string `rethinkdb:"game"`
+	Player string `rethinkdb:"player"`
+}
+
+var emptyQueue = map[string]any{"id": queueID, "game": "", "player": ""}
+
+// writeResult is the answer to a write with return_changes.
+type writeResult[T any] struct {
+	Inserted   int    `rethinkdb:"inserted"`
+	Replaced   int    `rethinkdb:"replaced"`
+	Deleted    int    `rethinkdb:"deleted"`
+	Unchanged  int    `rethinkdb:"unchanged"`
+	Skipped    int    `rethinkdb:"skipped"`
+	Errors     int    `rethinkdb:"errors"`
+	FirstError string `rethinkdb:"first_error"`
+	Changes    []struct {
+		Old *T `rethinkdb:"old_val"`
+		New *T `rethinkdb:"new_val"`
+	} `rethinkdb:"changes"`
+}
+
+func (w *writeResult[T]) old() *T {
+	if len(w.Changes) == 0 {
+		return nil
+	}
+	return w.Changes[0].Old
+}
+
+func (w *writeResult[T]) new() *T {
+	if len(w.Changes) == 0 {
+		return nil
+	}
+	return w.Changes[0].New
+}
+
+func runWrite[T any](ctx context.Context, sess *r.Session, t r.Term) (writeResult[T], error) {
+	var w writeResult[T]
+	if err := t.ReadOne(&w, sess, r.RunOpts{Context: ctx}); err != nil {
+		return w, err
+	}
+	if w.Errors > 0 {
+		return w, errors.New(w.FirstError)
+	}
+	return w, nil
+}
+
+func (s *Rethink) games() r.Term { return s.db.Table(tableGames) }
+
+// errGone means the waiting game a joiner took from the queue was left
+// before it could be paired.
+var errGone = errors.New("waiting game gone")
+
+// Join pairs player with the waiting game, or opens a waiting game with id
+// newID when there is none. A player who already waits gets its own game
+// back. The returned game is InProgress when paired and Waiting otherwise.
+//
+// The queue is one document, {id: "quick", game, player}, holding at most one
+// waiting game; every change to it is one atomic replace, and the game
+// documents are the arbiters of their own state:
+//
+//  1. Take: if the queue holds another player's game, empty it and keep that
+//     game; the replace returns the old value, so exactly one joiner takes
+//     each waiting game. Then pair: set the game InProgress with this player
+//     as O, only if it is still Waiting. If it is not (its player left
+//     meanwhile: Leave deletes the game first), go back to 1.
+//  2. If the queue held this player's own game, return it.
+//  3. If the queue was empty, insert the new Waiting game, then enqueue it
+//     only if the queue is still empty. If another player enqueued first,
+//     delete the new game and go back to 1 to pair with them.
+//
+// So no game gets a third player (only its taker writes O, once), no game has
+// one player on both teams (take skips one's own game), and two players never
+// wait at once (only one waiting game is ever enqueued; a joiner who finds it
+// taken pairs with it). Leave deletes a waiting game with a replace that
+// requires it to be Waiting, then clears the queue if it still names it.
+//
+// Once Join has written anything it runs to its end even if ctx ends, so the
+// queue is never left naming a game whose player was told the join failed.
+// A replica that dies between take and pair leaves that waiter waiting until
+// its socket closes; between insert and enqueue, an orphan Waiting game.
+func (s *Rethink) Join(ctx context.Context, player, newID string) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("join: %w", err)
+	}
+	defer s.ops.Done()
+	if err := ctx.Err(); err != nil {
+		return Game{}, fmt.Errorf("join: %w", err)
+	}
+	ctx, cancel := writeCtx(ctx)
+	defer cancel()
+	g, err := s.join(ctx, player, newID)
+	if err != nil {
+		return Game{}, fmt.Errorf("join: %w", err)
+	}
+	return g, nil
+}
+
+func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) {
+	var mine *Game // our new Waiting game, once inserted and not enqueued
+	drop := func() {
+		if mine != nil {
+			if _, err := s.games().Get(mine.ID).Delete().RunWrite(s.sess, r.RunOpts{Context: ctx}); err != nil {
+				s.log.Warn("delete unused waiting game", "game", mine.ID, "err", err)
+			}
+		}
+	}
+	for range maxAttempts {
+		q, err := s.swapQueue(ctx, func(q r.Term) r.Term {
+			return r.Branch(q.Field("game").Ne("").And(q.Field("player").Ne(player)), emptyQueue, q)
+		})
+		if err != nil {
+			drop()
+			return Game{}, fmt.Errorf("take from queue: %w", err)
+		}
+		switch {
+		case q.Game != "" && q.Player == player:
+			drop()
+			return s.load(ctx, q.Game)
+		case q.Game != "":
+			g, err := s.pair(ctx, q.Game, player)
+			if errors.Is(err, errGone) {
+				continue
+			}
+			drop()
+			return g, err
+		}
+		if mine == nil {
+			g := Game{ID: newID, PlayerX: player, Game: game.New(), Created: s.stamp()}
+			w, err := runWrite[doc](ctx, s.sess, s.games().Insert(encodeDoc(&g)))
+			if err != nil {
+				return Game{}, fmt.Errorf("insert game %s: %w", newID, err)
+			}
+			if w.Inserted != 1 {
+				return Game{}, fmt.Errorf("game id %q already exists", newID)
+			}
+			mine = &g
+		}
+		q, err = s.swapQueue(ctx, func(q r.Term) r.Term {
+			return r.Branch(q.Field("game").Eq(""), map[string]any{"id": queueID, "game": newID, "player": player}, q)
+		})
+		if err != nil {
+			drop()
+			return Game{}, fmt.Errorf("enqueue: %w", err)
+		}
+		switch {
+		case q.Game == "":
+			return *mine, nil
+		case q.Player == player:
+			drop()
+			return s.load(ctx, q.Game)
+		}
+	}
+	drop()
+	return Game{}, ErrConflict
+}
+
+// swapQueue replaces the queue document with fn of it, atomically, and
+// returns what it was. A missing queue counts as empty.
+func (s *Rethink) swapQueue(ctx context.Context, fn func(q r.Term) r.Term) (queueDoc, error) {
+	w, err := runWrite[queueDoc](ctx, s.sess, s.db.Table(tableQueue).Get(queueID).Replace(
+		func(q r.Term) any { return fn(q.Default(emptyQueue)) },
+		r.ReplaceOpts{ReturnChanges: "always"}))
+	if err != nil {
+		return queueDoc{}, err
+	}
+	if old := w.old(); old != nil {
+		return *old, nil
+	}
+	return queueDoc{}, nil
+}
+
+// pair makes player the O of waiting game id, or returns errGone.
+func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
+	w, err := runWrite[doc](ctx, s.sess, s.games().Get(id).Replace(func(d r.Term) any {
+		return r.Branch(d.Eq(nil), nil,
+			r.Branch(d.Field("status").Eq(game.Waiting.String()).And(d.Field("playerX").Ne(player)),
+				d.Merge(map[string]any{"status": game.InProgress.String(), "playerO": player, "started": s.stamp()}),
+				d))
+	}, r.ReplaceOpts{ReturnChanges: "always"}))
+	if err != nil {
+		return Game{}, fmt.Errorf("pair with game %s: %w", id, err)
+	}
+	if w.Replaced != 1 || w.old() == nil || w.new() == nil {
+		return Game{}, errGone
+	}
+	before, err := fromDoc(w.old())
+	if err != nil {
+		return Game{}, err
+	}
+	g, err := fromDoc(w.new())
+	if err != nil {
+		return Game{}, err
+	}
+	s.count(delta(&before, &g))
+	return g, nil
+}
+
+// Leave takes player out of game id. A waiting game is deleted and returned as
+// it was (Waiting); a game in progress is abandoned. It returns ErrNotFound,
+// ErrNotPlayer, or game.ErrOver when the game had already ended.
+func (s *Rethink) Leave(ctx context.Context, id, player string) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("leave game %s: %w", id, err)
+	}
+	defer s.ops.Done()
+	g, err := s.leave(ctx, id, player)
+	if err != nil {
+		return Game{}, fmt.Errorf("leave game %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func (s *Rethink) leave(ctx context.Context, id, player string) (Game, error) {
+	for range maxAttempts {
+		g, err := s.load(ctx, id)
+		if err != nil {
+			return Game{}, err
+		}
+		if g.Team(player) == game.Empty {
+			return Game{}, ErrNotPlayer
+		}
+		wctx, cancel := writeCtx(ctx)
+		if g.Status == game.Waiting {
+			g, err := s.leaveWaiting(wctx, g)
+			cancel()
+			if errors.Is(err, ErrConflict) {
+				continue // paired meanwhile: abandon it instead
+			}
+			return g, err
+		}
+		before := g
+		if err := g.Abandon(game.Empty); err != nil {
+			cancel()
+			return Game{}, err
+		}
+		g.Ended = s.stamp()
+		ok, err := s.cas(wctx, &before, &g)
+		cancel()
+		if err != nil {
+			return Game{}, err
+		}
+		if ok {
+			s.count(delta(&before, &g))
+			return g, nil
+		}
+	}
+	return Game{}, ErrConflict
+}
+
+// leaveWaiting deletes waiting game g if it is still waiting, then takes it
+// out of the queue. Deleting first is what makes a concurrent pair fail.
+func (s *Rethink) leaveWaiting(ctx context.Context, g Game) (Game, error) {
+	w, err := runWrite[doc](ctx, s.sess, s.games().Get(g.ID).Replace(func(d r.Term) any {
+		return r.Branch(d.Eq(nil), nil, r.Branch(d.Field("status").Eq(game.Waiting.String()), nil, d))
+	}))
+	if err != nil {
+		return Game{}, err
+	}
+	if w.Deleted != 1 {
+		return Game{}, ErrConflict
+	}
+	if _, err := s.swapQueue(ctx, func(q r.Term) r.Term {
+		return r.Branch(q.Field("game").Eq(g.ID), emptyQueue, q)
+	}); err != nil {
+		// The game is gone, so a joiner who takes it goes on to the next.
+		s.log.Warn("clear queue", "game", g.ID, "err", err)
+	}
+	return g, nil
+}
+
+// Move fills square (x, y) of game id for player, whose team the game knows.
+// The move is stored when Move returns. Refusals change nothing: ErrNotFound,
+// ErrNotPlayer, or one of the game package's errors. Concurrent moves in one
+// game are applied one at a time: each is a compare-and-set on the game's
+// status and move count, retried on a fresh copy of the game when another
+// call won.
+func (s *Rethink) Move(ctx context.Context, id, player string, x, y int) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("move in game %s: %w", id, err)
+	}
+	defer s.ops.Done()
+	g, err := s.move(ctx, id, player, x, y)
+	if err != nil {
+		return Game{}, fmt.Errorf("move in game %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func (s *Rethink) move(ctx context.Context, id, player string, x, y int) (Game, error) {
+	for range maxAttempts {
+		g, err := s.load(ctx, id)
+		if err != nil {
+			return Game{}, err
+		}
+		team := g.Team(player)
+		if team == game.Empty {
+			return Game{}, ErrNotPlayer
+		}
+		before := g
+		if err := g.Play(game.Move{X: x, Y: y, Team: team}); err != nil {
+			return Game{}, err
+		}
+		now := s.stamp()
+		g.History = append(g.History[:len(g.History):len(g.History)], Move{X: x, Y: y, Team: team, At: now})
+		if g.Status.Over() {
+			g.Ended = now
+		}
+		wctx, cancel := writeCtx(ctx)
+		ok, err := s.cas(wctx, &before, &g)
+		cancel()
+		if err != nil {
+			return Game{}, err
+		}
+		if ok {
+			s.count(delta(&before, &g))
+			return g, nil
+		}
+	}
+	return Game{}, ErrConflict
+}
+
+// cas replaces game before with after if its stored status and move count
+// are still before's: every change of a game changes one of them. It
+// reports whether it did.
+func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, error) {
+	next := encodeDoc(after)
+	w, err := runWrite[doc](ctx, s.sess, s.games().Get(before.ID).Replace(func(d r.Term) any {
+		return r.Branch(d.Eq(nil), nil,
+			r.Branch(d.Field("status").Eq(before.Status.String()).And(d.Field("moves").Count().Eq(len(before.History))),
+				next, d))
+	}))
+	if err != nil {
+		return false, err
+	}
+	return w.Replaced == 1, nil
+}
+
+// Game loads game id. It returns ErrNotFound if there is none.
+func (s *Rethink) Game(ctx context.Context, id string) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("load game %s: %w", id, err)
+	}
+	defer s.ops.Done()
+	g, err := s.load(ctx, id)
+	if err != nil {
+		return Game{}, fmt.Errorf("load game %s: %w", id, err)
+	}
+	return g, nil
+}
+
+func (s *Rethink) load(ctx context.Context, id string) (Game, error) {
+	cur, err := s.games().Get(id).Run(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return Game{}, err
+	}
+	defer cur.Close()
+	var d doc
+	if err := cur.One(&d); err != nil {
+		if errors.Is(err, r.ErrEmptyResult) {
+			return Game{}, ErrNotFound
+		}
+		return Game{}, err
+	}
+	return fromDoc(&d)
+}
+
+// Games calls fn with every stored game, in id order, until fn returns false.
+func (s *Rethink) Games(ctx context.Context, fn func(Game) bool) error {
+	if err := s.enter(); err != nil {
+		return fmt.Errorf("list games: %w", err)
+	}
+	defer s.ops.Done()
+	cur, err := s.games().OrderBy(r.OrderByOpts{Index: "id"}).Run(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return fmt.Errorf("list games: %w", err)
+	}
+	defer cur.Close()
+	var d doc
+	for cur.Next(&d) {
+		g, err := fromDoc(&d)
+		if err != nil {
+			return fmt.Errorf("list games: %w", err)
+		}
+		if !fn(g) {
+			return nil
+		}
+		d = doc{}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("list games: %w", err)
+	}
+	return nil
+}
+
+// encodeDoc returns g as stored, leaving out the times not reached yet.
+func encodeDoc(g *Game) map[string]any {
+	d := toDoc(g, 0)
+	m := map[string]any{"id": d.ID, "status": d.Status, "playerX": d.PlayerX, "moves": d.Moves, "created": d.Created}
+	if d.PlayerO != "" {
+		m["playerO"] = d.PlayerO
+	}
+	if d.Winner != "" {
+		m["winner"] = d.Winner
+	}
+	if !d.Started.IsZero() {
+		m["started"] = d.Started
+	}
+	if !d.Ended.IsZero() {
+		m["ended"] = d.Ended
+	}
+	return m
+}

@@ -1,0 +1,555 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/internal/testenv"
+	"github.com/tictac/tictac/store"
+	"github.com/tictac/tictac/store/storetest"
+)
+
+var _ storetest.Store = (*store.Rethink)(nil)
+
+// newDB returns a database name of its own for one test, so that tests can
+// share a server (and a real RethinkDB given by RETHINKDB_ADDR).
+func newDB() string { return "test_" + store.NewID() }
+
+type testLog struct{ tb testing.TB }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.tb.Helper()
+	w.tb.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
+// openRethink opens a store on addr and closes it when the test ends.
+func openRethink(tb testing.TB, addr, db string, opts ...func(*store.RethinkOptions)) *store.Rethink {
+	tb.Helper()
+	opt := store.RethinkOptions{Addrs: []string{addr}, DB: db, FlushInterval: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(testLog{tb}, nil))}
+	for _, o := range opts {
+		o(&opt)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := store.OpenRethink(ctx, opt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+func replica(name string) func(*store.RethinkOptions) {
+	return func(o *store.RethinkOptions) { o.Replica = name }
+}
+
+func TestRethinkConformance(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		return openRethink(t, addr, newDB())
+	})
+}
+
+// TestRethinkReplicas runs two stores on one database, as two replicas of
+// the server would.
+func TestRethinkReplicas(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	two := func(t *testing.T) [2]*store.Rethink {
+		db := newDB()
+		return [2]*store.Rethink{openRethink(t, addr, db, replica("a")), openRethink(t, addr, db, replica("b"))}
+	}
+
+	t.Run("JoinsPairAcrossReplicas", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		const n = 60
+		games := make([]store.Game, n)
+		players := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			players[i] = store.NewID()
+			wg.Go(func() { games[i], errs[i] = s[i%2].Join(t.Context(), players[i], store.NewID()) })
+		}
+		wg.Wait()
+		seats := map[string][]string{}
+		for i, g := range games {
+			if errs[i] != nil {
+				t.Fatalf("join %d: %v", i, errs[i])
+			}
+			seats[g.ID] = append(seats[g.ID], players[i])
+		}
+		if len(seats) != n/2 {
+			t.Fatalf("%d players made %d games, want %d", n, len(seats), n/2)
+		}
+		for id, ps := range seats {
+			g, err := s[0].Game(t.Context(), id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ps) != 2 || g.Status != game.InProgress || g.PlayerX == g.PlayerO || g.Team(ps[0]) == game.Empty || g.Team(ps[1]) == game.Empty {
+				t.Fatalf("game %s: players %v, stored %+v", id, ps, g)
+			}
+		}
+		want := store.Stats{store.TotalGames: n / 2, store.GamesInProgress: n / 2}
+		converge(t, s[:], want)
+	})
+
+	t.Run("MovesApplyOnceAcrossReplicas", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		x, o := store.NewID(), store.NewID()
+		w, err := s[0].Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := s[1].Join(t.Context(), o, store.NewID()); err != nil || g.ID != w.ID {
+			t.Fatalf("Join on the other replica = %+v, %v; want game %s", g, err, w.ID)
+		}
+		var mu sync.Mutex
+		accepted := map[int]int{}
+		for range 9 {
+			var wg sync.WaitGroup
+			for i, p := range []string{x, o, x, o} {
+				for sq := range 9 {
+					wg.Go(func() {
+						g, err := s[i%2].Move(t.Context(), w.ID, p, sq%3, sq/3)
+						if err == nil {
+							mu.Lock()
+							accepted[g.Moves]++
+							mu.Unlock()
+						}
+					})
+				}
+			}
+			wg.Wait()
+		}
+		final, err := s[1].Game(t.Context(), w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !final.Status.Over() || len(accepted) != final.Moves {
+			t.Fatalf("final %v after %d moves; accepted move numbers %v", final.Status, final.Moves, accepted)
+		}
+		for n, c := range accepted {
+			if c != 1 {
+				t.Errorf("move %d accepted %d times, want once", n, c)
+			}
+		}
+		want := store.Stats{store.TotalGames: 1, store.TotalMoves: int64(final.Moves)}
+		switch {
+		case final.Status == game.FinishedDraw:
+			want[store.TiedGames] = 1
+		case final.Winner == game.X:
+			want[store.WonByX] = 1
+		default:
+			want[store.WonByO] = 1
+		}
+		converge(t, s[:], want)
+	})
+
+	// A waiter leaves on one replica while a joiner arrives on the other:
+	// either the joiner got the game (and the leave abandoned it) or the game
+	// is gone (and the joiner waits in a new one).
+	t.Run("LeaveRacesJoin", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		for round := range 20 {
+			a, b := store.NewID(), store.NewID()
+			w, err := s[0].Join(t.Context(), a, store.NewID())
+			if err != nil || w.Status != game.Waiting {
+				t.Fatalf("round %d: Join = %+v, %v; want a waiting game", round, w, err)
+			}
+			var left, joined store.Game
+			var leaveErr, joinErr error
+			var wg sync.WaitGroup
+			wg.Go(func() { left, leaveErr = s[0].Leave(t.Context(), w.ID, a) })
+			wg.Go(func() { joined, joinErr = s[1].Join(t.Context(), b, store.NewID()) })
+			wg.Wait()
+			if leaveErr != nil || joinErr != nil {
+				t.Fatalf("round %d: Leave: %v, Join: %v", round, leaveErr, joinErr)
+			}
+			switch {
+			case joined.ID == w.ID:
+				if joined.Status != game.InProgress || left.Status != game.Abandoned {
+					t.Fatalf("round %d: joined %v game, leave made it %v; want in progress, then abandoned", round, joined.Status, left.Status)
+				}
+			default:
+				if joined.Status != game.Waiting || left.Status != game.Waiting {
+					t.Fatalf("round %d: joined %v game, left %v; want both waiting", round, joined.Status, left.Status)
+				}
+				if _, err := s[1].Game(t.Context(), w.ID); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("round %d: left waiting game still loads: %v", round, err)
+				}
+				if _, err := s[1].Leave(t.Context(), joined.ID, b); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	})
+
+	t.Run("Games", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		for i := range 3 {
+			if _, err := s[0].Join(t.Context(), "p"+strconv.Itoa(i), "g"+strconv.Itoa(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var ids []string
+		err := s[1].Games(t.Context(), func(g store.Game) bool {
+			ids = append(ids, g.ID+":"+g.Status.String())
+			return true
+		})
+		if want := []string{"g0:in-progress", "g2:waiting"}; err != nil || !slices.Equal(ids, want) {
+			t.Errorf("Games = %v, %v; want %v", ids, err, want)
+		}
+		n := 0
+		if err := s[1].Games(t.Context(), func(store.Game) bool { n++; return false }); err != nil || n != 1 {
+			t.Errorf("Games stopped after %d calls, %v; want 1", n, err)
+		}
+	})
+
+	t.Run("PresenceSumsReplicas", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		if err := s[0].SetOnline(t.Context(), 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := s[1].SetOnline(t.Context(), 4); err != nil {
+			t.Fatal(err)
+		}
+		online(t, s[0], 7)
+		online(t, s[1], 7)
+		if err := s[1].Close(); err != nil {
+			t.Fatal(err)
+		}
+		online(t, s[0], 3)
+		if _, err := s[1].Stats(t.Context()); !errors.Is(err, store.ErrClosed) {
+			t.Errorf("Stats on a closed store = %v, want ErrClosed", err)
+		}
+	})
+
+	t.Run("SchemaCreatedByManyAtOnce", func(t *testing.T) {
+		t.Parallel()
+		db := newDB()
+		const n = 4
+		stores := make([]*store.Rethink, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { stores[i] = openRethink(t, addr, db, replica(strconv.Itoa(i))) })
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		w, err := stores[0].Join(t.Context(), "x", "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := stores[n-1].Join(t.Context(), "o", "unused"); err != nil || g.ID != w.ID || g.Status != game.InProgress {
+			t.Fatalf("Join = %+v, %v; want game %s in progress", g, err, w.ID)
+		}
+		converge(t, stores, store.Stats{store.TotalGames: 1, store.GamesInProgress: 1})
+	})
+}
+
+// converge waits until every store reports want (PlayersOnline aside).
+func converge(t *testing.T, stores []*store.Rethink, want store.Stats) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for i, s := range stores {
+		for {
+			got, err := s.Stats(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[store.PlayersOnline] = 0
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("store %d: stats %v, want %v", i, got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func online(t *testing.T, s *store.Rethink, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := s.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[store.PlayersOnline] == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("playersOnline = %d, want %d", got[store.PlayersOnline], want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRethinkUnreachable(t *testing.T) {
+	t.Parallel()
+	addrs := []string{"127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)), "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	start := time.Now()
+	s, err := store.OpenRethink(t.Context(), store.RethinkOptions{Addrs: addrs})
+	if err == nil {
+		s.Close()
+		t.Fatal("OpenRethink on closed ports succeeded")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("OpenRethink took %v to fail", took)
+	}
+	for _, a := range addrs {
+		if !strings.Contains(err.Error(), a) {
+			t.Errorf("error %q does not name %s", err, a)
+		}
+	}
+}
+
+// TestRethinkFeedSurvivesOutage cuts the store off the database for two
+// seconds; meanwhile another replica keeps playing. Once the link is back the
+// changefeed delivers again, starting with what it missed.
+func TestRethinkFeedSurvivesOutage(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	p := startProxy(t, addr)
+	db := newDB()
+	cut := openRethink(t, p.addr(), db, replica("behind-proxy"))
+	direct := openRethink(t, addr, db, replica("direct"))
+
+	sub, err := cut.WatchStats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	play := func(s *store.Rethink) store.Game {
+		t.Helper()
+		x := store.NewID()
+		w, err := s.Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Join(t.Context(), store.NewID(), store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.Move(t.Context(), w.ID, x, 1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	play(cut)
+	waitFeed(t, sub, 1)
+
+	p.cut()
+	play(direct)
+	time.Sleep(2 * time.Second)
+	if _, err := cut.Move(t.Context(), "nope", "x", 0, 0); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Move while cut off = %v, want a connection error", err)
+	}
+	p.restore()
+
+	waitFeed(t, sub, 2) // the move made elsewhere during the outage
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The first queries after the outage may meet connections that died with it.
+		if _, err := cut.Game(t.Context(), "nope"); errors.Is(err, store.ErrNotFound) {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("Game after the outage: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	play(cut)
+	waitFeed(t, sub, 3)
+}
+
+func waitFeed(t *testing.T, sub *store.Subscription, moves int64) {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	var got store.Stats
+	for got[store.TotalMoves] < moves {
+		select {
+		case got = <-sub.C():
+		case <-timeout:
+			t.Fatalf("feed reached %v, want %d moves", got, moves)
+		}
+	}
+}
+
+// proxy forwards TCP connections to a target, and can cut them all and
+// refuse new ones until restored.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func startProxy(tb testing.TB, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { p.serve(c) })
+		}
+	})
+	tb.Cleanup(func() {
+		ln.Close()
+		p.cut()
+		wg.Wait()
+	})
+	return p
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+func (p *proxy) serve(c net.Conn) {
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	done := make(chan struct{})
+	go func() { io.Copy(up, c); up.Close(); close(done) }()
+	io.Copy(c, up)
+	c.Close()
+	<-done
+}
+
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *proxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// BenchmarkRethinkMove measures moves through the store one at a time (each
+// is a read and a conditional replace), and the conditional replace alone,
+// against the server of testenv.RethinkDB. It reports the median and the
+// 99th percentile.
+func BenchmarkRethinkMove(b *testing.B) {
+	addr := testenv.RethinkDB(b)
+	db := newDB()
+	s := openRethink(b, addr, db)
+	ctx := context.Background()
+	b.Run("Move", func(b *testing.B) {
+		squares := [][2]int{{0, 0}, {1, 0}, {2, 0}, {1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {2, 2}}
+		var g store.Game
+		lat := make([]time.Duration, 0, b.N)
+		i := len(squares)
+		for b.Loop() {
+			if i == len(squares) {
+				b.StopTimer()
+				w, err := s.Join(ctx, store.NewID(), store.NewID())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if g, err = s.Join(ctx, store.NewID(), store.NewID()); err != nil || g.ID != w.ID {
+					b.Fatal(g, err)
+				}
+				i = 0
+				b.StartTimer()
+			}
+			p := g.PlayerX
+			if i%2 == 1 {
+				p = g.PlayerO
+			}
+			start := time.Now()
+			if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1]); err != nil {
+				b.Fatal(err)
+			}
+			lat = append(lat, time.Since(start))
+			i++
+		}
+		report(b, lat)
+	})
+	b.Run("ConditionalUpdate", func(b *testing.B) {
+		sess, err := r.Connect(r.ConnectOpts{Address: addr})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sess.Close()
+		t := r.DB(db).Table("stats")
+		if _, err := t.Insert(map[string]any{"id": "bench", "n": 0}, r.InsertOpts{Conflict: "replace"}).RunWrite(sess); err != nil {
+			b.Fatal(err)
+		}
+		lat := make([]time.Duration, 0, b.N)
+		n := 0
+		for b.Loop() {
+			start := time.Now()
+			w, err := t.Get("bench").Replace(func(d r.Term) any {
+				return r.Branch(d.Field("n").Eq(n), d.Merge(map[string]any{"n": n + 1}), d)
+			}).RunWrite(sess)
+			if err != nil || w.Replaced != 1 {
+				b.Fatal(w, err)
+			}
+			lat = append(lat, time.Since(start))
+			n++
+		}
+		report(b, lat)
+	})
+}
+
+func report(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

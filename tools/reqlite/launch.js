@@ -1,0 +1,62 @@
+// launch.js starts reqlite, a RethinkDB server written in JavaScript, on
+// loopback for the store's tests: node tools/reqlite/launch.js --port P
+//
+// It fixes four things in reqlite 2.3.0 that would make the tests fail or lie.
+'use strict';
+
+const crypto = require('crypto');
+const net = require('net');
+
+const lib = `${__dirname}/node_modules/reqlite/lib`;
+
+// 1. Its SCRAM salt is not valid base64 (it appends "==" to padded base64),
+// which rethinkdb-go rejects in the handshake. The constructor only sets
+// fields, so replacing the salt right after it runs is enough; index.js picks
+// the wrapper up from the module cache.
+const connection = require.resolve(`${lib}/connection.js`);
+const Connection = require(connection);
+function SaltedConnection(...args) {
+  Connection.apply(this, args);
+  this.salt = crypto.randomBytes(16).toString('base64');
+}
+SaltedConnection.prototype = Connection.prototype;
+require.cache[connection].exports = SaltedConnection;
+
+// 2. It interleaves the evaluation of concurrent queries, so concurrent updates
+// of one document are lost, where RethinkDB makes each single-document write
+// atomic. Evaluate one query at a time: each run starts when the previous one
+// has settled. Changefeeds and cursors still work: their later batches do not
+// go through run.
+const Query = require(`${lib}/query.js`);
+const run = Query.prototype.run;
+let tail = Promise.resolve();
+Query.prototype.run = function (...args) {
+  const result = tail.then(() => run.apply(this, args));
+  tail = result.catch(() => {});
+  return result;
+};
+
+// 3. It fails on an empty array sent as [2] (MAKE_ARRAY with its arguments
+// left out), which is valid ReQL and how rethinkdb-go encodes an empty slice.
+const evaluate = Query.prototype.evaluate;
+Query.prototype.evaluate = function (term, ...args) {
+  if (Array.isArray(term) && term.length === 1 && term[0] === 2) {
+    term = [2, []];
+  }
+  return evaluate.call(this, term, ...args);
+};
+
+// 4. It listens on every interface; bind to loopback (its only server).
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (port, cb) {
+  return listen.call(this, port, '127.0.0.1', cb);
+};
+
+const i = process.argv.indexOf('--port');
+const port = Number(i >= 0 ? process.argv[i + 1] : NaN);
+if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+  console.error('usage: node launch.js --port PORT');
+  process.exit(2);
+}
+const Server = require(`${lib}/index.js`);
+new Server({ 'driver-port': port });
