@@ -49,6 +49,14 @@ type config struct {
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
+
+	// Scale-out mode: both set, or neither.
+	redisURL        string
+	rethinkAddrs    string
+	rethinkDB       string
+	rethinkUser     string
+	rethinkPassword string // environment only: flags show in ps
+	replica         string
 }
 
 // run is the whole program; main only adds the process around it.
@@ -92,6 +100,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.durability, "durability", env("DURABILITY", "hard"), "hard: fsync each commit; soft: survive a process crash, not a power cut (env DURABILITY)")
 	fs.StringVar(&cfg.logFormat, "log-format", env("LOG_FORMAT", "auto"), "text, json, or auto: text on a terminal, json otherwise (env LOG_FORMAT)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL (redis://host:port) to bridge replicas through; needs -rethinkdb (env REDIS_URL)")
+	fs.StringVar(&cfg.rethinkAddrs, "rethinkdb", env("RETHINKDB_ADDR", ""), "RethinkDB host:port, comma-separated for several, to keep games and stats in instead of -data (env RETHINKDB_ADDR)")
+	fs.StringVar(&cfg.rethinkDB, "rethinkdb-db", env("RETHINKDB_DB", "tictac"), "RethinkDB database (env RETHINKDB_DB)")
+	fs.StringVar(&cfg.rethinkUser, "rethinkdb-user", env("RETHINKDB_USER", ""), "RethinkDB user, admin if empty; the password comes from env RETHINKDB_PASSWORD (env RETHINKDB_USER)")
+	cfg.rethinkPassword = getenv("RETHINKDB_PASSWORD")
+	fs.StringVar(&cfg.replica, "replica", env("REPLICA", ""), "this replica's name among those sharing RethinkDB; the host name and a random suffix if empty (env REPLICA)")
 	shutdown, err := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "10s"))
 	if err != nil {
 		return config{}, fmt.Errorf("SHUTDOWN_TIMEOUT: %w", err)
@@ -109,6 +123,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.durability != "hard" && cfg.durability != "soft" {
 		return config{}, fmt.Errorf("-durability must be hard or soft, not %q", cfg.durability)
+	}
+	if cfg.redisURL != "" && cfg.rethinkAddrs == "" {
+		return config{}, errors.New("-redis needs -rethinkdb: replicas must share one store")
 	}
 	return cfg, nil
 }
@@ -137,17 +154,69 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("-log-format must be auto, text or json, not %q", cfg.logFormat)
 }
 
+// gameStore is what main needs of a store: the hub's methods and Close.
+type gameStore interface {
+	hub.Store
+	Close() error
+}
+
+// openStore opens the embedded store, or RethinkDB when configured.
+func openStore(ctx context.Context, cfg config, log *slog.Logger) (gameStore, error) {
+	if cfg.rethinkAddrs == "" {
+		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft"})
+	}
+	replica := cfg.replica
+	if replica == "" {
+		host, _ := os.Hostname()
+		replica = host + "-" + store.NewID()[:6]
+	}
+	var addrs []string
+	for _, a := range strings.Split(cfg.rethinkAddrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return store.OpenRethink(ctx, store.RethinkOptions{
+		Addrs: addrs, DB: cfg.rethinkDB, User: cfg.rethinkUser, Password: cfg.rethinkPassword,
+		Replica: replica, Logger: log.With("component", "rethinkdb"),
+	})
+}
+
+// openBus connects to Redis when configured, or returns the in-process bus.
+func openBus(ctx context.Context, cfg config, log *slog.Logger) (hub.Bus, func(), error) {
+	if cfg.redisURL == "" {
+		return hub.NewMemoryBus(), func() {}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	b, err := hub.NewRedisBus(ctx, cfg.redisURL, hub.RedisBusOptions{Logger: log.With("component", "redis")})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b.Close, nil
+}
+
 // serve wires store, bus, hub and router, serves until ctx ends, then drains.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	st, err := store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft"})
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	h := hub.New(st, hub.NewMemoryBus(), hub.Options{Logger: log})
+	bus, closeBus, err := openBus(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	if cfg.rethinkAddrs != "" && cfg.redisURL == "" {
+		log.Warn("RethinkDB without Redis: run a single replica, or games across replicas will not see each other's moves")
+	}
+	h := hub.New(st, bus, hub.Options{Logger: log})
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -161,7 +230,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	go func() { hubDone <- h.Run(hubCtx) }()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
-	log.Info("tictac serving", "addr", ln.Addr().String(), "store", "embedded", "data", cfg.dataDir, "durability", cfg.durability, "version", version)
+	if cfg.rethinkAddrs == "" {
+		log.Info("tictac serving", "addr", ln.Addr().String(), "store", "embedded", "data", cfg.dataDir, "durability", cfg.durability, "version", version)
+	} else {
+		bus := "memory"
+		if cfg.redisURL != "" {
+			bus = "redis"
+		}
+		log.Info("tictac serving", "addr", ln.Addr().String(), "store", "rethinkdb", "rethinkdb", cfg.rethinkAddrs, "db", cfg.rethinkDB, "bus", bus, "version", version)
+	}
 
 	select {
 	case <-ctx.Done():

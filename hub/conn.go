@@ -24,9 +24,11 @@ type conn struct {
 	player string
 	send   chan []byte
 
-	ctx       context.Context // ends when the socket is done
-	cancel    context.CancelFunc
-	closeOnce sync.Once
+	ctx         context.Context // ends when the socket is done
+	cancel      context.CancelFunc
+	closeOnce   sync.Once
+	closeCode   websocket.StatusCode // set before the nil frame that asks the writer to close
+	closeReason string
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
 	pinging  atomic.Bool
@@ -178,6 +180,7 @@ func (c *conn) join() error {
 	}
 	r.observe(g.Status, g.Moves)
 	c.room, c.team = r, g.Team(c.player)
+	c.hub.log.Debug("joined game", "game", g.ID, "team", c.team.String(), "player", c.player[:8])
 	c.enqueue(frameJoinGame(g.ID, c.team))
 	if g.Status == game.Waiting {
 		c.enqueue(frameStatus(g.ID, g.Status))
@@ -290,6 +293,11 @@ func (c *conn) writeLoop() {
 		case <-c.ctx.Done():
 			return
 		case f := <-c.send:
+			if f == nil {
+				c.ws.Close(c.closeCode, c.closeReason)
+				c.cancel()
+				return
+			}
 			ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.WriteTimeout)
 			err := c.ws.Write(ctx, websocket.MessageText, f)
 			cancel()
@@ -301,18 +309,20 @@ func (c *conn) writeLoop() {
 	}
 }
 
-// close starts the close handshake with code, off the caller's goroutine so
-// that it never blocks a fan-out. The read goroutine finishes the job.
+// close closes the socket with code once the frames already queued are
+// written, so that a client learns why (say, the rate_limited error) before
+// the close. A socket whose queue is full is closed at once. It never blocks.
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
-		go func() {
-			if code == websocket.StatusPolicyViolation {
-				// Give the last error frame a moment to go out.
-				time.Sleep(10 * time.Millisecond)
-			}
-			c.ws.Close(code, reason)
-			c.cancel()
-		}()
+		c.closeCode, c.closeReason = code, reason
+		select {
+		case c.send <- nil: // the writer closes when it gets here
+		default:
+			go func() {
+				c.ws.CloseNow()
+				c.cancel()
+			}()
+		}
 	})
 }
 

@@ -313,7 +313,7 @@ func TestFlood(t *testing.T) {
 	if err := <-flooder.Closed; !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "rate limited" {
 		t.Errorf("flooder closed with %v, want 1008 rate limited", err)
 	}
-	if pongs < 50 || pongs > 200 {
+	if pongs < 100 || pongs > 200 {
 		t.Errorf("flooder got %d pongs before the limit, want about the burst of 100", pongs)
 	}
 	a.Move(b, 1, 1)

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/redis/rueidis"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/internal/testenv"
+	"github.com/tictac/tictac/internal/wstest"
+	"github.com/tictac/tictac/loadgen"
+	"github.com/tictac/tictac/store"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds tictac once per test process, the way the Dockerfile does.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := filepath.Abs(filepath.Join("testdata", "bin"))
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "tictac")
+		out, err := exec.Command("go", "build", "-trimpath", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// cluster is the seed's full stack on loopback: Redis, a RethinkDB-protocol
+// server, replicas of the real binary, and NGINX in front of them.
+type cluster struct {
+	redisURL, rethink, db string
+	replicas              []*replica
+	nginx                 string
+}
+
+type replica struct {
+	name, addr string
+	proc       *testenv.Process
+}
+
+func (r *replica) ws() string { return "ws://" + r.addr + "/live" }
+
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	bin := binary(t)
+	c := &cluster{db: "t" + store.NewID()}
+	c.redisURL, _ = testenv.Redis(t)
+	c.rethink = testenv.RethinkDB(t)
+	var upstreams []string
+	for i := range n {
+		r := &replica{name: fmt.Sprintf("r%d", i), addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
+		r.proc = testenv.Start(t, bin, "-addr", r.addr, "-redis", c.redisURL, "-rethinkdb", c.rethink,
+			"-rethinkdb-db", c.db, "-replica", r.name, "-log-format", "json", "-log-level", "debug")
+		r.proc.WaitTCP(t, r.addr)
+		c.replicas = append(c.replicas, r)
+		upstreams = append(upstreams, r.addr)
+	}
+	for _, r := range c.replicas {
+		waitHealthy(t, "http://"+r.addr)
+	}
+	c.nginx = testenv.Nginx(t, upstreams)
+	return c
+}
+
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy: %v", base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// joins reads the replica's log and returns, for each game, the team that
+// joined it there.
+func (r *replica) joins(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	sc := bufio.NewScanner(strings.NewReader(r.proc.Output()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct{ Msg, Game, Team string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "joined game" {
+			out[line.Game] = append(out[line.Game], line.Team)
+		}
+	}
+	return out
+}
+
+// TestCluster plays 300 players through NGINX over 3 replicas and checks that
+// games span replicas, nothing is malformed, and every replica ends with the
+// same stats, equal to what the games table says.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3)
+	ctx := context.Background()
+	rep, err := loadgen.Play(ctx, loadgen.PlayConfig{
+		URLs: []string{"ws://" + c.nginx + "/live"}, Players: 300, Think: 20 * time.Millisecond,
+		Duration: 6 * time.Second, Ramp: time.Second, Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Games < 100 || rep.Errors != 0 || rep.Timeouts != 0 {
+		t.Fatalf("%d games, %d error frames, %d timeouts; want games and no errors", rep.Games, rep.Errors, rep.Timeouts)
+	}
+	t.Logf("through nginx: %d games, %d moves", rep.Games, rep.Moves)
+
+	// Games whose two players sat on different replicas.
+	where := map[string]map[string]string{} // game -> team -> replica
+	for _, r := range c.replicas {
+		for g, teams := range r.joins(t) {
+			if where[g] == nil {
+				where[g] = map[string]string{}
+			}
+			for _, team := range teams {
+				where[g][team] = r.name
+			}
+		}
+	}
+	var across, both int
+	for _, seats := range where {
+		if seats["x"] != "" && seats["o"] != "" {
+			both++
+			if seats["x"] != seats["o"] {
+				across++
+			}
+		}
+	}
+	t.Logf("%d games with both players logged, %d across replicas", both, across)
+	if across < both/4 {
+		t.Errorf("only %d of %d games spanned replicas", across, both)
+	}
+
+	// Every replica converges on the games table's own numbers.
+	want := tableStats(t, c)
+	for _, r := range c.replicas {
+		awaitStatsAt(t, r.ws(), want)
+	}
+	checkSubscriptions(t, c)
+}
+
+// tableStats computes the stats from the games table, with 1 player online
+// (the watcher that reads them).
+func tableStats(t *testing.T, c *cluster) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := store.OpenRethink(ctx, store.RethinkOptions{Addrs: []string{c.rethink}, DB: c.db, Replica: "checker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var s store.Stats
+	err = st.Games(ctx, func(g store.Game) bool {
+		switch g.Status {
+		case game.Waiting:
+			return true
+		case game.InProgress:
+			s[store.GamesInProgress]++
+		case game.Finished:
+			if g.Winner == game.X {
+				s[store.WonByX]++
+			} else {
+				s[store.WonByO]++
+			}
+		case game.FinishedDraw:
+			s[store.TiedGames]++
+		case game.Abandoned:
+			s[store.AbandonedGames]++
+		}
+		s[store.TotalGames]++
+		s[store.TotalMoves] += int64(g.Moves)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s[store.GamesInProgress] != 0 {
+		t.Errorf("%d games still in progress after every player left", s[store.GamesInProgress])
+	}
+	out := map[string]int64{}
+	for i, v := range s {
+		out[store.Stat(i).String()] = v
+	}
+	out["playersOnline"] = 1
+	return out
+}
+
+// awaitStatsAt connects to one replica and waits until its stats equal want.
+func awaitStatsAt(t *testing.T, url string, want map[string]int64) {
+	t.Helper()
+	w := wstest.Dial(t, url)
+	defer w.WS.Close(websocket.StatusNormalClosure, "")
+	got := map[string]int64{}
+	deadline := time.Now().Add(15 * time.Second)
+	for !equal(got, want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: stats %v, want %v", url, got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+		w.LatestStats(got)
+	}
+}
+
+// checkSubscriptions pairs players on chosen replicas and counts the Redis
+// subscribers of their game's channel: one per replica with a player in it,
+// none once they leave.
+func checkSubscriptions(t *testing.T, c *cluster) {
+	t.Helper()
+	opt, err := rueidis.ParseURL(c.redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	ctx := context.Background()
+	numsub := func(gameID string) int64 {
+		res, err := rc.Do(ctx, rc.B().Arbitrary("PUBSUB", "SHARDNUMSUB").Args("tictac:game:"+gameID).Build()).ToArray()
+		if err != nil || len(res) != 2 {
+			t.Fatalf("PUBSUB SHARDNUMSUB: %v", err)
+		}
+		n, _ := res[1].AsInt64()
+		return n
+	}
+	eventually := func(what string, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !f() {
+			if time.Now().After(deadline) {
+				t.Fatalf("never: %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		a, b *replica
+		subs int64
+	}{
+		{"across replicas", c.replicas[0], c.replicas[1], 2},
+		{"on one replica", c.replicas[2], c.replicas[2], 1},
+	} {
+		x, o := wstest.Dial(t, tt.a.ws()), wstest.Dial(t, tt.b.ws())
+		wstest.Pair(t, x, o)
+		x.Move(o, 1, 1)
+		o.Move(x, 0, 0)
+		if n := numsub(x.GameID); n != tt.subs {
+			t.Errorf("%s: %d subscribers of the game's channel, want %d", tt.name, n, tt.subs)
+		}
+		x.WS.Close(websocket.StatusNormalClosure, "")
+		o.ExpectStatus("abandoned")
+		o.WS.Close(websocket.StatusNormalClosure, "")
+		eventually(tt.name+": channel unsubscribed", func() bool { return numsub(x.GameID) == 0 })
+	}
+	eventually("no game channels left", func() bool {
+		chans, err := rc.Do(ctx, rc.B().Arbitrary("PUBSUB", "SHARDCHANNELS").Build()).AsStrSlice()
+		return err == nil && len(chans) == 0
+	})
+}

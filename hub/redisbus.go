@@ -1,0 +1,425 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// RedisBusOptions tune a RedisBus. Zero fields take the defaults given.
+type RedisBusOptions struct {
+	Logger *slog.Logger // slog.Default()
+	// OnResubscribe is called, from the bus's own goroutine, after the
+	// connection to Redis was lost and restored, with the channels whose
+	// subscriptions were restored. Messages published during the outage are
+	// lost, so the hub may use it to push the full state of those games. It
+	// is not called for the first connection. Optional.
+	OnResubscribe func(channels []string)
+}
+
+const (
+	// The wait between two attempts to reconnect doubles from reconnectMin
+	// up to reconnectMax, with jitter.
+	reconnectMin = 100 * time.Millisecond
+	reconnectMax = 5 * time.Second
+	// opTimeout bounds the Redis round trips the bus makes on its own
+	// (SUNSUBSCRIBE from cancel, PING and SSUBSCRIBE on reconnect).
+	opTimeout = 5 * time.Second
+)
+
+var (
+	errBusClosed    = errors.New("redis bus closed")
+	errDisconnected = errors.New("redis bus disconnected, reconnecting")
+)
+
+// RedisBus is the Bus between replicas, over Redis sharded pub/sub: one
+// channel per game, SPUBLISH to publish, and SSUBSCRIBE on a connection of
+// its own while this replica has a handler for the channel. It needs a
+// standalone Redis 7 or later; Redis Cluster is refused, as its
+// subscriptions would need one connection per shard.
+type RedisBus struct {
+	client        rueidis.Client
+	addr          string
+	log           *slog.Logger
+	onResubscribe func([]string)
+
+	ctx    context.Context // ends on Close; stops the supervisor
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the supervisor is gone
+	once   sync.Once
+
+	// sub is the live subscription connection, nil while reconnecting.
+	sub atomic.Pointer[subConn]
+	gen atomic.Uint64 // generation of the newest subscription connection
+
+	mu     sync.RWMutex
+	closed bool
+	topics map[string]*topic
+}
+
+var _ Bus = (*RedisBus)(nil)
+
+// subConn is one dedicated connection in subscriber mode.
+type subConn struct {
+	dc   rueidis.DedicatedClient
+	errs <-chan error // gets the error that broke the connection
+	gen  uint64
+}
+
+// topic is a channel this replica has handlers for.
+type topic struct {
+	name string
+
+	// mu serializes SSUBSCRIBE and SUNSUBSCRIBE of this channel, and is held
+	// across their round trips, so that a cancel followed by a Subscribe
+	// reaches Redis in that order.
+	mu  sync.Mutex
+	gen uint64 // generation of the connection the channel is subscribed on; 0 for none
+
+	handlers []*handler // guarded by RedisBus.mu; replaced, never modified in place
+}
+
+type handler struct{ fn func([]byte) }
+
+// NewRedisBus connects to the Redis server at url (redis://host:port, or
+// any URL rueidis.ParseURL accepts) and starts the goroutine that keeps the
+// subscription connection alive. It fails, with an error naming the address,
+// when the URL is bad, the server cannot be reached, is older than Redis 7
+// or is a cluster.
+// Close releases the bus.
+func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*RedisBus, error) {
+	copt, err := rueidis.ParseURL(rawURL)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // url.Error repeats the URL, password included
+		}
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	copt.DisableCache = true // no client-side caching: pub/sub only
+	addr := strings.Join(copt.InitAddress, ",")
+	client, err := rueidis.NewClient(copt)
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", addr, err)
+	}
+	if client.Mode() == rueidis.ClientModeCluster {
+		client.Close()
+		return nil, fmt.Errorf("redis %s: cluster mode is not supported", addr)
+	}
+	probe := client.B().PubsubShardnumsub().Build()
+	if err := client.Do(ctx, probe).Error(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("redis %s: sharded pub/sub (Redis 7 or later): %w", addr, err)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	b := &RedisBus{
+		client:        client,
+		addr:          addr,
+		log:           opt.Logger,
+		onResubscribe: opt.OnResubscribe,
+		done:          make(chan struct{}),
+		topics:        make(map[string]*topic),
+	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	sc, err := b.connect(ctx)
+	if err != nil {
+		b.cancel()
+		client.Close()
+		return nil, fmt.Errorf("redis %s: %w", addr, err)
+	}
+	b.sub.Store(sc)
+	go b.supervise(sc)
+	return b, nil
+}
+
+// Close stops the bus and closes its connections. Subscribe and Publish fail
+// afterwards; cancel functions may still be called.
+func (b *RedisBus) Close() {
+	b.once.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.cancel()
+		<-b.done
+		b.client.Close()
+	})
+}
+
+// Subscribe calls fn with every message published on channel, on any
+// replica, from the moment it returns until cancel is called: it returns
+// once Redis has confirmed the subscription. The []byte given to fn is
+// shared by all handlers of the message and never reused, so fn may keep it
+// but must not modify it. It fails while the connection to Redis is down,
+// and after Close.
+func (b *RedisBus) Subscribe(ctx context.Context, channel string, fn func(msg []byte)) (func(), error) {
+	h := &handler{fn: fn}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, fmt.Errorf("subscribe %s: %w", channel, errBusClosed)
+	}
+	t := b.topics[channel]
+	if t == nil {
+		t = &topic{name: channel}
+		b.topics[channel] = t
+	}
+	t.handlers = append(t.handlers[:len(t.handlers):len(t.handlers)], h)
+	b.mu.Unlock()
+
+	if err := b.ensureSubscribed(ctx, t); err != nil {
+		b.remove(t, h)
+		return nil, fmt.Errorf("subscribe %s: %w", channel, err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { b.remove(t, h) }) }, nil
+}
+
+// ensureSubscribed subscribes t on the current connection unless it already is.
+func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sc := b.sub.Load()
+	if sc == nil {
+		return errDisconnected
+	}
+	if t.gen == sc.gen {
+		return nil
+	}
+	if err := sc.dc.Do(ctx, sc.dc.B().Ssubscribe().Channel(t.name).Build()).Error(); err != nil {
+		if ctx.Err() != nil {
+			// The SSUBSCRIBE may still reach Redis: count it as done, so
+			// that the cancel that follows sends a SUNSUBSCRIBE after it.
+			t.gen = sc.gen
+		}
+		return err
+	}
+	t.gen = sc.gen
+	return nil
+}
+
+// remove takes h off t, and unsubscribes t if h was its last handler.
+func (b *RedisBus) remove(t *topic, h *handler) {
+	b.mu.Lock()
+	next := make([]*handler, 0, len(t.handlers))
+	for _, o := range t.handlers {
+		if o != h {
+			next = append(next, o)
+		}
+	}
+	t.handlers = next
+	b.mu.Unlock()
+	if len(next) > 0 {
+		return
+	}
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b.mu.RLock()
+	taken := len(t.handlers) > 0
+	b.mu.RUnlock()
+	if taken {
+		return // a Subscribe came in meanwhile: the subscription is its now
+	}
+	if sc := b.sub.Load(); sc != nil && t.gen == sc.gen {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		err := sc.dc.Do(ctx, sc.dc.B().Sunsubscribe().Channel(t.name).Build()).Error()
+		cancel()
+		if err != nil && !errors.Is(err, rueidis.ErrClosing) {
+			// Most likely the connection broke, taking the subscription
+			// with it; else a stray subscription stays until the next
+			// reconnect, its messages dropped for want of handlers.
+			b.log.Info("redis bus: unsubscribe", "channel", t.name, "err", err)
+		}
+	}
+	t.gen = 0
+	// Deleted only now, with the SUNSUBSCRIBE done, so that a new topic for
+	// this channel cannot send its SSUBSCRIBE first.
+	b.mu.Lock()
+	if len(t.handlers) == 0 && b.topics[t.name] == t {
+		delete(b.topics, t.name)
+	}
+	b.mu.Unlock()
+}
+
+// Publish sends msg to every subscriber of channel, on every replica, with
+// SPUBLISH. It fails while Redis cannot be reached, and after Close.
+func (b *RedisBus) Publish(ctx context.Context, channel string, msg []byte) error {
+	cmd := b.client.B().Spublish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()
+	if err := b.client.Do(ctx, cmd).Error(); err != nil {
+		return fmt.Errorf("publish to %s: %w", channel, err)
+	}
+	return nil
+}
+
+// onMessage runs on rueidis' read loop: it only hands the message to the
+// handlers, which do not block.
+func (b *RedisBus) onMessage(m rueidis.PubSubMessage) {
+	b.mu.RLock()
+	var hs []*handler
+	if t := b.topics[m.Channel]; t != nil {
+		hs = t.handlers
+	}
+	b.mu.RUnlock()
+	if len(hs) == 0 {
+		return
+	}
+	msg := []byte(m.Message) // one copy, shared by the handlers
+	for _, h := range hs {
+		h.fn(msg)
+	}
+}
+
+// connect opens a dedicated connection for subscriptions and checks that
+// it is alive.
+func (b *RedisBus) connect(ctx context.Context) (*subConn, error) {
+	dc, _ := b.client.Dedicate() // released by dc.Close
+	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage})
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if err := dc.Do(ctx, dc.B().Ping().Build()).Error(); err != nil {
+		dc.Close()
+		return nil, fmt.Errorf("ping: %w", err)
+	}
+	return &subConn{dc: dc, errs: errs, gen: b.gen.Add(1)}, nil
+}
+
+// supervise owns the subscription connection: when it breaks, it
+// reconnects with backoff and restores the subscriptions, until Close.
+func (b *RedisBus) supervise(sc *subConn) {
+	defer close(b.done)
+	for {
+		var err error
+		select {
+		case <-b.ctx.Done():
+			b.sub.Store(nil)
+			sc.dc.Close()
+			return
+		case err = <-sc.errs:
+		}
+		b.sub.Store(nil)
+		sc.dc.Close()
+		if err == nil {
+			err = errors.New("subscription connection closed")
+		}
+		down := time.Now()
+		b.log.Warn("redis bus: connection lost, reconnecting", "addr", b.addr, "err", err)
+		if sc = b.reconnect(); sc == nil {
+			return // closed
+		}
+		b.log.Info("redis bus: reconnected", "addr", b.addr, "outage", time.Since(down).Round(time.Millisecond))
+	}
+}
+
+// reconnect retries until it has a connection with every channel that has
+// handlers subscribed on it, and tells OnResubscribe. It returns nil once
+// the bus is closed.
+func (b *RedisBus) reconnect() *subConn {
+	delay := reconnectMin
+	for attempt := 1; ; attempt++ {
+		// Full jitter over the upper half keeps replicas from reconnecting in step.
+		wait := delay/2 + rand.N(delay/2+1)
+		select {
+		case <-b.ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, reconnectMax)
+
+		sc, err := b.connect(b.ctx)
+		if err != nil {
+			b.log.Debug("redis bus: reconnect", "addr", b.addr, "attempt", attempt, "err", err)
+			continue
+		}
+		b.sub.Store(sc)
+		channels, err := b.resubscribe(sc)
+		if err != nil {
+			b.sub.Store(nil)
+			sc.dc.Close()
+			b.log.Debug("redis bus: resubscribe", "addr", b.addr, "attempt", attempt, "err", err)
+			continue
+		}
+		b.log.Info("redis bus: resubscribed", "addr", b.addr, "channels", len(channels))
+		if b.onResubscribe != nil {
+			b.onResubscribe(channels)
+		}
+		return sc
+	}
+}
+
+// resubscribe subscribes, on sc, every channel that has handlers, in
+// pipelined batches, and returns them.
+func (b *RedisBus) resubscribe(sc *subConn) ([]string, error) {
+	b.mu.RLock()
+	all := make([]*topic, 0, len(b.topics))
+	for _, t := range b.topics {
+		all = append(all, t)
+	}
+	b.mu.RUnlock()
+
+	var channels []string
+	const batch = 256
+	for len(all) > 0 {
+		n := min(batch, len(all))
+		done, err := b.resubscribeBatch(sc, all[:n])
+		if err != nil {
+			return nil, err
+		}
+		channels = append(channels, done...)
+		all = all[n:]
+	}
+	return channels, nil
+}
+
+// resubscribeBatch holds the topics' locks, so that no Subscribe or cancel
+// of them runs between the check and the SSUBSCRIBE. Nobody else holds two
+// topic locks, so taking several cannot deadlock.
+func (b *RedisBus) resubscribeBatch(sc *subConn, ts []*topic) ([]string, error) {
+	for _, t := range ts {
+		t.mu.Lock()
+	}
+	defer func() {
+		for _, t := range ts {
+			t.mu.Unlock()
+		}
+	}()
+	var (
+		channels []string
+		pending  []*topic
+		cmds     rueidis.Commands
+	)
+	b.mu.RLock()
+	for _, t := range ts {
+		if len(t.handlers) == 0 {
+			continue
+		}
+		channels = append(channels, t.name)
+		if t.gen != sc.gen { // else a Subscribe already did it
+			pending = append(pending, t)
+			cmds = append(cmds, sc.dc.B().Ssubscribe().Channel(t.name).Build())
+		}
+	}
+	b.mu.RUnlock()
+	if len(cmds) == 0 {
+		return channels, nil
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, opTimeout)
+	defer cancel()
+	for i, r := range sc.dc.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return nil, fmt.Errorf("subscribe %s: %w", pending[i].name, err)
+		}
+		pending[i].gen = sc.gen
+	}
+	return channels, nil
+}
