@@ -34,6 +34,7 @@ type conn struct {
 	pinging  atomic.Bool
 
 	refusals *rate.Limiter
+	slot     int // stats slot, set at register
 
 	// While holding, frames from the room wait in held, so that the reply to
 	// a join goes out before the game's first message.

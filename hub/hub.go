@@ -104,7 +104,9 @@ type Hub struct {
 	opt   Options
 
 	mu      sync.Mutex
-	conns   map[*conn]struct{}
+	conns   [statsSlots]map[*conn]struct{} // sockets by stats slot
+	online  int
+	next    int // slot of the next socket
 	rooms   map[string]*room
 	closing bool
 	wg      sync.WaitGroup // one per socket handler
@@ -115,11 +117,14 @@ type Hub struct {
 // New returns a hub that keeps games in st and reaches other replicas through bus.
 func New(st Store, bus Bus, opt Options) *Hub {
 	opt.defaults()
-	return &Hub{
+	h := &Hub{
 		store: st, bus: bus, log: opt.Logger, opt: opt,
-		conns: make(map[*conn]struct{}),
 		rooms: make(map[string]*room),
 	}
+	for i := range h.conns {
+		h.conns[i] = make(map[*conn]struct{})
+	}
+	return h
 }
 
 // ServeHTTP upgrades the request to a WebSocket and serves one player until
@@ -150,8 +155,11 @@ func (h *Hub) register(c *conn) bool {
 		h.mu.Unlock()
 		return false
 	}
-	h.conns[c] = struct{}{}
-	n := len(h.conns)
+	c.slot = h.next
+	h.next = (h.next + 1) % statsSlots
+	h.conns[c.slot][c] = struct{}{}
+	h.online++
+	n := h.online
 	h.wg.Add(1)
 	h.mu.Unlock()
 	h.reportOnline(n)
@@ -163,8 +171,9 @@ func (h *Hub) register(c *conn) bool {
 
 func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
-	delete(h.conns, c)
-	n := len(h.conns)
+	delete(h.conns[c.slot], c)
+	h.online--
+	n := h.online
 	h.mu.Unlock()
 	h.reportOnline(n)
 }
@@ -181,7 +190,26 @@ func (h *Hub) reportOnline(n int) {
 func (h *Hub) Online() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.conns)
+	return h.online
+}
+
+// sockets returns the open sockets of one stats slot, or of all when slot < 0.
+func (h *Hub) sockets(slot int) []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.online
+	if slot >= 0 {
+		n = len(h.conns[slot])
+	}
+	out := make([]*conn, 0, n)
+	for i := range h.conns {
+		if slot < 0 || slot == i {
+			for c := range h.conns[i] {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
 
 // Close stops accepting sockets, closes every open one with 1012 (service
@@ -190,12 +218,8 @@ func (h *Hub) Online() int {
 func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing = true
-	conns := make([]*conn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
 	h.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range h.sockets(-1) {
 		c.close(websocket.StatusServiceRestart, "server restarting")
 	}
 	done := make(chan struct{})
@@ -217,22 +241,16 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	defer sub.Close()
 	go h.pingLoop(ctx)
-	err = h.stats.run(ctx, sub, h.opt.StatsInterval, h.broadcast)
+	err = h.stats.run(ctx, sub, h.opt.StatsInterval, h.fanout)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
-// broadcast queues f on every open socket.
-func (h *Hub) broadcast(f []byte) {
-	h.mu.Lock()
-	conns := make([]*conn, 0, len(h.conns))
-	for c := range h.conns {
-		conns = append(conns, c)
-	}
-	h.mu.Unlock()
-	for _, c := range conns {
+// fanout queues f on every open socket of a stats slot.
+func (h *Hub) fanout(slot int, f []byte) {
+	for _, c := range h.sockets(slot) {
 		c.enqueue(f)
 	}
 }
@@ -245,11 +263,9 @@ func (h *Hub) pingLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			h.mu.Lock()
-			for c := range h.conns {
+			for _, c := range h.sockets(-1) {
 				c.maybePing(now)
 			}
-			h.mu.Unlock()
 		}
 	}
 }

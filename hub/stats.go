@@ -9,29 +9,39 @@ import (
 	"github.com/tictac/tictac/store"
 )
 
-// statsRelay turns the store's stats feed into statsUpdate frames: at most one
-// every interval, only when something changed, and each encoded once for all.
+// statsSlots is how many groups the sockets are split into for stats fan-out.
+// Each interval is cut into this many ticks and each tick serves one group, so
+// the writes of a fan-out are spread over the interval instead of arriving in
+// one burst that would delay the moves queued behind them.
+const statsSlots = 8
+
+// statsRelay turns the store's stats feed into statsUpdate frames: each socket
+// gets at most one frame per interval, only when something changed since its
+// last one, and each frame is encoded once for its whole group.
 type statsRelay struct {
-	full atomic.Pointer[[]byte] // every stat as last broadcast, for new sockets
+	full atomic.Pointer[[]byte] // every stat at its latest value, for new sockets
 }
 
-func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval time.Duration, broadcast func([]byte)) error {
-	var sent, latest store.Stats
-	var last time.Time
-	timer := time.NewTimer(0)
-	if !timer.Stop() {
-		<-timer.C
-	}
-	var due <-chan time.Time // non-nil while a send is scheduled
-	send := func(full bool) {
-		if f := frameStats(&sent, &latest, full); f != nil {
-			broadcast(f)
+func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval time.Duration, fanout func(slot int, f []byte)) error {
+	var latest store.Stats
+	var sent [statsSlots]store.Stats // what each group was last sent
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case st, ok := <-sub.C():
+		if !ok {
+			return errors.New("stats feed closed")
 		}
-		sent, last = latest, time.Now()
-		all := frameStats(nil, &sent, true)
-		s.full.Store(&all)
+		latest = st
 	}
-	first := true
+	s.setFull(&latest)
+	for i := range sent {
+		fanout(i, *s.full.Load()) // sockets that came before the first value
+		sent[i] = latest
+	}
+	tick := time.NewTicker(interval / statsSlots)
+	defer tick.Stop()
+	slot := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,26 +50,21 @@ func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval 
 			if !ok {
 				return errors.New("stats feed closed")
 			}
-			latest = st
-			if first {
-				first = false
-				send(true)
-				continue
+			if st != latest {
+				latest = st
+				s.setFull(&latest)
 			}
-			if due != nil || latest == sent {
-				continue
+		case <-tick.C:
+			if f := frameStats(&sent[slot], &latest, false); f != nil {
+				fanout(slot, f)
+				sent[slot] = latest
 			}
-			if wait := interval - time.Since(last); wait > 0 {
-				timer.Reset(wait)
-				due = timer.C
-			} else {
-				send(false)
-			}
-		case <-due:
-			due = nil
-			if latest != sent {
-				send(false)
-			}
+			slot = (slot + 1) % statsSlots
 		}
 	}
+}
+
+func (s *statsRelay) setFull(st *store.Stats) {
+	f := frameStats(nil, st, true)
+	s.full.Store(&f)
 }
