@@ -174,7 +174,41 @@ func TestCluster(t *testing.T) {
 	for _, r := range c.replicas {
 		awaitStatsAt(t, r.ws(), want)
 	}
+	// The replicas' metrics add up to the same games and moves.
+	var applied, ended float64
+	for _, r := range c.replicas {
+		m := scrape(t, "http://"+r.addr+"/metrics")
+		applied += m[`tictac_moves_total{result="applied"}`]
+		for _, res := range []string{"x", "o", "draw", "abandoned"} {
+			ended += m[`tictac_games_finished_total{result="`+res+`"}`]
+		}
+	}
+	if int64(applied) != want["totalMoves"] || int64(ended) != want["totalGames"] {
+		t.Errorf("metrics say %v moves applied and %v games ended; the games table says %d and %d",
+			applied, ended, want["totalMoves"], want["totalGames"])
+	}
 	checkSubscriptions(t, c)
+}
+
+// scrape reads a Prometheus text exposition into name{labels} -> value.
+func scrape(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	resp, body := get(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(body, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		var v float64
+		if _, err := fmt.Sscan(line[i+1:], &v); err == nil {
+			out[line[:i]] = v
+		}
+	}
+	return out
 }
 
 // tableStats computes the stats from the games table, with 1 player online

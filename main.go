@@ -21,6 +21,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/loadgen"
@@ -216,13 +219,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.rethinkAddrs != "" && cfg.redisURL == "" {
 		log.Warn("RethinkDB without Redis: run a single replica, or games across replicas will not see each other's moves")
 	}
-	h := hub.New(st, bus, hub.Options{Logger: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg})
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
-	srv := &http.Server{Handler: routes(h, staticFiles()), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(h, staticFiles(), promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), ReadHeaderTimeout: 10 * time.Second}
 
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
@@ -257,10 +262,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return err
 }
 
-// routes is the HTTP surface: the client, the game socket and health.
-func routes(h http.Handler, static fs.FS) http.Handler {
+// routes is the HTTP surface: the client, the game socket, health and metrics.
+func routes(h http.Handler, static fs.FS, metrics http.Handler) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
+	r.Handle("/metrics", metrics)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")

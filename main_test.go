@@ -114,6 +114,7 @@ func TestServesClient(t *testing.T) {
 		{"/main.js", "text/javascript", "import"},
 		{"/style.css", "text/css", "{"},
 		{"/healthz", "text/plain", "ok"},
+		{"/metrics", "text/plain", "tictac_sockets_open"},
 	}
 	for _, tt := range tests {
 		resp, body := get(t, a.base+tt.path)

@@ -32,6 +32,7 @@ type conn struct {
 
 	lastSeen atomic.Int64 // unix nanoseconds of the last frame read
 	pinging  atomic.Bool
+	slow     atomic.Bool // its queue overflowed
 
 	refusals *rate.Limiter
 	slot     int // stats slot, set at register
@@ -122,6 +123,7 @@ func (c *conn) charge() bool {
 	}
 	c.enqueue(frameError(refuse("rate_limited", "Too many messages; closing.")))
 	c.close(websocket.StatusPolicyViolation, "rate limited")
+	c.hub.metrics.dropped.WithLabelValues("rate_limited").Inc()
 	return false
 }
 
@@ -140,7 +142,16 @@ func (c *conn) handle(data []byte) error {
 	case actionJoin:
 		return c.join()
 	}
-	return c.move(req.gameID, req.x, req.y)
+	start := time.Now()
+	err = c.move(req.gameID, req.x, req.y)
+	result := "applied"
+	if err != nil {
+		result = toClientError(err).Code
+	} else {
+		c.hub.metrics.move.Observe(time.Since(start).Seconds())
+	}
+	c.hub.metrics.moves.WithLabelValues(result).Inc()
+	return err
 }
 
 // join puts the player in a game: the oldest waiting one, or a new one.
@@ -169,7 +180,9 @@ func (c *conn) join() error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	g, err := c.hub.store.Join(ctx, c.player, id)
+	c.hub.observeStore("join", start, err)
 	if err != nil || g.ID != id {
 		c.hub.exit(r, c)
 		if err != nil {
@@ -201,13 +214,20 @@ func (c *conn) move(id string, x, y int) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
 	defer cancel()
+	start := time.Now()
 	g, err := c.hub.store.Move(ctx, id, c.player, x, y)
+	c.hub.observeStore("move", start, err)
 	if err != nil {
 		return err
 	}
 	if !g.Status.Over() {
 		return c.publish(ctx, &g, frameGrid(&g))
 	}
+	result := g.Winner.String()
+	if g.Status == game.FinishedDraw {
+		result = "draw"
+	}
+	c.hub.metrics.games.WithLabelValues(result).Inc()
 	c.hub.log.Info("game over", "game", g.ID, "status", g.Status.String(), "winner", g.Winner.String(), "moves", g.Moves)
 	return c.publish(ctx, &g, frameGrid(&g), frameStatus(g.ID, g.Status), frameWinner(&g))
 }
@@ -226,7 +246,9 @@ func (c *conn) leave() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.StoreTimeout)
 	defer cancel()
+	start := time.Now()
 	g, err := c.hub.store.Leave(ctx, r.id, c.player)
+	c.hub.observeStore("leave", start, err)
 	switch {
 	case errors.Is(err, game.ErrOver):
 		return
@@ -236,6 +258,7 @@ func (c *conn) leave() {
 	case g.Status != game.Abandoned:
 		return // was still waiting: it is gone from the queue
 	}
+	c.hub.metrics.games.WithLabelValues("abandoned").Inc()
 	c.hub.log.Info("game abandoned", "game", g.ID, "moves", g.Moves)
 	if err := c.publish(ctx, &g, frameStatus(g.ID, g.Status), frameWinner(&g)); err != nil {
 		c.hub.log.Warn("tell opponent of abandon", "game", g.ID, "err", err)
@@ -244,10 +267,13 @@ func (c *conn) leave() {
 
 // publish sends frames to everyone in g's game, on every replica.
 func (c *conn) publish(ctx context.Context, g *store.Game, frames ...[]byte) error {
-	if err := c.hub.bus.Publish(ctx, channel(g.ID), busMessage(g, frames...)); err != nil {
-		return err
+	start := time.Now()
+	err := c.hub.bus.Publish(ctx, channel(g.ID), busMessage(g, frames...))
+	c.hub.metrics.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.hub.metrics.busErrors.Inc()
 	}
-	return nil
+	return err
 }
 
 // deliver queues a frame that comes from the game's room.
@@ -283,8 +309,11 @@ func (c *conn) enqueue(f []byte) {
 	select {
 	case c.send <- f:
 	default:
-		c.hub.log.Info("socket too slow, closing", "player", c.player[:8])
-		c.close(websocket.StatusPolicyViolation, "too slow")
+		if c.slow.CompareAndSwap(false, true) {
+			c.hub.log.Info("socket too slow, closing", "player", c.player[:8])
+			c.hub.metrics.dropped.WithLabelValues("too_slow").Inc()
+			c.close(websocket.StatusPolicyViolation, "too slow")
+		}
 	}
 }
 
@@ -300,8 +329,10 @@ func (c *conn) writeLoop() {
 				return
 			}
 			ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.WriteTimeout)
+			start := time.Now()
 			err := c.ws.Write(ctx, websocket.MessageText, f)
 			cancel()
+			c.hub.metrics.write.Observe(time.Since(start).Seconds())
 			if err != nil {
 				c.cancel()
 				return

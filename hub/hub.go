@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/store"
 )
 
@@ -60,6 +62,8 @@ type Options struct {
 	OriginPatterns []string
 	// NewID returns new game ids; store.NewID if nil.
 	NewID func() string
+	// Registerer gets the hub's Prometheus metrics; a private registry if nil.
+	Registerer prometheus.Registerer
 }
 
 func (o *Options) defaults() {
@@ -93,6 +97,9 @@ func (o *Options) defaults() {
 	if o.NewID == nil {
 		o.NewID = store.NewID
 	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
 }
 
 // Hub serves players over WebSockets. Create it with New, serve it at /live,
@@ -111,7 +118,8 @@ type Hub struct {
 	closing bool
 	wg      sync.WaitGroup // one per socket handler
 
-	stats statsRelay
+	stats   statsRelay
+	metrics *metrics
 }
 
 // New returns a hub that keeps games in st and reaches other replicas through bus.
@@ -124,6 +132,7 @@ func New(st Store, bus Bus, opt Options) *Hub {
 	for i := range h.conns {
 		h.conns[i] = make(map[*conn]struct{})
 	}
+	h.metrics = newMetrics(h, opt.Registerer)
 	return h
 }
 
@@ -250,9 +259,34 @@ func (h *Hub) Run(ctx context.Context) error {
 
 // fanout queues f on every open socket of a stats slot.
 func (h *Hub) fanout(slot int, f []byte) {
-	for _, c := range h.sockets(slot) {
+	conns := h.sockets(slot)
+	for _, c := range conns {
 		c.enqueue(f)
 	}
+	h.metrics.statsFrames.Add(float64(len(conns)))
+}
+
+// observeStore records a store call; refusals are answers, not errors.
+func (h *Hub) observeStore(op string, start time.Time, err error) {
+	h.metrics.store.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if err != nil && toClientError(err).Code == "unavailable" {
+		h.metrics.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// waiting counts the local players whose game waits for an opponent.
+func (h *Hub) waiting() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.rooms {
+		if r.status() == game.Waiting {
+			r.mu.Lock()
+			n += len(r.members)
+			r.mu.Unlock()
+		}
+	}
+	return n
 }
 
 func (h *Hub) pingLoop(ctx context.Context) {

@@ -19,7 +19,16 @@ const statsSlots = 8
 // gets at most one frame per interval, only when something changed since its
 // last one, and each frame is encoded once for its whole group.
 type statsRelay struct {
-	full atomic.Pointer[[]byte] // every stat at its latest value, for new sockets
+	full atomic.Pointer[[]byte]      // every stat at its latest value, for new sockets
+	last atomic.Pointer[store.Stats] // the latest value, for metrics
+}
+
+// latest returns the newest stats the relay has seen (zero before the first).
+func (s *statsRelay) latest() store.Stats {
+	if p := s.last.Load(); p != nil {
+		return *p
+	}
+	return store.Stats{}
 }
 
 func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval time.Duration, fanout func(slot int, f []byte)) error {
@@ -67,4 +76,6 @@ func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval 
 func (s *statsRelay) setFull(st *store.Stats) {
 	f := frameStats(nil, st, true)
 	s.full.Store(&f)
+	v := *st
+	s.last.Store(&v)
 }
