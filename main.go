@@ -206,16 +206,16 @@ func openBus(ctx context.Context, cfg config, log *slog.Logger) (hub.Bus, func()
 
 // serve wires store, bus, hub and router, serves until ctx ends, then drains.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	st, err := openStore(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	bus, closeBus, err := openBus(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer closeBus()
+	st, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	if cfg.rethinkAddrs != "" && cfg.redisURL == "" {
 		log.Warn("RethinkDB without Redis: run a single replica, or games across replicas will not see each other's moves")
 	}

@@ -346,3 +346,28 @@ func TestLoadNoAnomalies(t *testing.T) {
 	}
 	t.Logf("%d games, %d moves, %d errors, %d timeouts", rep.Games, rep.Moves, rep.Errors, rep.Timeouts)
 }
+
+// TestStartupErrors: a misconfigured or unreachable service stops the
+// program at once with one line naming it.
+func TestStartupErrors(t *testing.T) {
+	t.Parallel()
+	closed := freeAddr(t) // nothing listens there
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-redis", "http://127.0.0.1:1", "-rethinkdb", closed}, "redis url"},
+		{[]string{"-redis", "redis://" + closed, "-rethinkdb", closed}, "redis " + closed},
+		{[]string{"-redis", "redis://" + closed}, "-redis needs -rethinkdb"},
+		{[]string{"-rethinkdb", closed}, closed},
+	}
+	for _, tt := range tests {
+		args := append([]string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-log-level", "error"}, tt.args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := run(ctx, args, func(string) string { return "" }, io.Discard, io.Discard)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: got %v, want one line mentioning %q", tt.args, err, tt.want)
+		}
+	}
+}

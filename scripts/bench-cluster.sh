@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# bench-cluster.sh: the seed's full stack on loopback under load. Starts
+# redis-server, reqlite (the RethinkDB stand-in), 3 tictac replicas and NGINX
+# running deploy/nginx.conf, plays `tictac bench play` through NGINX, prints
+# where the move time goes (from each replica's /metrics), and stops it all.
+#
+#   scripts/bench-cluster.sh [bench play flags...]   e.g. -players 1000 -think 1s -duration 20s
+#
+# Needs what ./test.sh installs. Everything listens on 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_tcp() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
+
+go build -trimpath -o "$work/tictac" .
+rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
+qport=$(port); node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
+wait_tcp "$rport"; wait_tcp "$qport"
+
+upstreams=""
+replicas=()
+for i in 1 2 3; do
+	p=$(port)
+	"$work/tictac" -addr "127.0.0.1:$p" -redis "redis://127.0.0.1:$rport" -rethinkdb "127.0.0.1:$qport" \
+		-replica "r$i" -log-level warn >"$work/r$i.log" 2>&1 & pids+=($!)
+	replicas+=("$p")
+	upstreams+="        server 127.0.0.1:$p max_fails=1 fail_timeout=2s;\n"
+	wait_tcp "$p"
+done
+
+nport=$(port)
+mkdir -p "$work/nginx"
+# deploy/nginx.conf with its upstream servers and listen port filled in.
+awk -v ups="$upstreams" -v listen="127.0.0.1:$nport" -v tmp="$work/nginx" '
+	/^ *server tictac[0-9]+:8080/ { if (!done) { printf "%s", ups; done = 1 }; next }
+	/^ *listen 8080;/ { sub(/8080/, listen) }
+	/^http \{/ { print; print "    client_body_temp_path " tmp "/b; proxy_temp_path " tmp "/p; fastcgi_temp_path " tmp "/f; uwsgi_temp_path " tmp "/u; scgi_temp_path " tmp "/s;"; next }
+	{ print }' deploy/nginx.conf >"$work/nginx.conf"
+user=""; [ "$(id -u)" -eq 0 ] && user="user root;"
+nginx -p "$work/nginx" -c "$work/nginx.conf" -e stderr -g "daemon off; pid $work/nginx.pid; $user" >"$work/nginx.log" 2>&1 & pids+=($!)
+wait_tcp "$nport"
+
+echo "stack: redis :$rport, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
+"$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" "$@"
+
+# Where the time went: sums and counts of each histogram over the replicas.
+echo
+echo "time per move, summed over the 3 replicas (from /metrics):"
+for p in "${replicas[@]}"; do curl -s "http://127.0.0.1:$p/metrics"; done | awk '
+	/^tictac_(move|bus_publish|socket_write)_seconds_(sum|count)/ || /^tictac_store_seconds_(sum|count)\{op="move"\}/ {
+		split($1, a, "_seconds_"); kind = substr(a[2], 1, 3); v[a[1] "_" kind] += $2
+	}
+	END {
+		n = v["tictac_move_cou"]; if (n == 0) { print "no moves"; exit }
+		m = v["tictac_move_sum"] / n
+		s = v["tictac_store_sum"] / v["tictac_store_cou"]
+		b = v["tictac_bus_publish_sum"] / v["tictac_bus_publish_cou"]
+		w = v["tictac_socket_write_sum"] / v["tictac_socket_write_cou"]
+		printf "  moves applied          %d\n", n
+		printf "  receive -> published   %.3f ms mean\n", m * 1000
+		printf "  store (Move)           %.3f ms mean (%.0f%% of it)\n", s * 1000, 100 * s / m
+		printf "  bus publish            %.3f ms mean (%.0f%% of it)\n", b * 1000, 100 * b / m
+		printf "  socket write (each)    %.3f ms mean\n", w * 1000
+	}'
