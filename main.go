@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,7 @@ type config struct {
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
+	grace           time.Duration
 
 	// Scale-out mode: both set, or neither.
 	redisURL        string
@@ -109,6 +111,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.rethinkUser, "rethinkdb-user", env("RETHINKDB_USER", ""), "RethinkDB user, admin if empty; the password comes from env RETHINKDB_PASSWORD (env RETHINKDB_USER)")
 	cfg.rethinkPassword = getenv("RETHINKDB_PASSWORD")
 	fs.StringVar(&cfg.replica, "replica", env("REPLICA", ""), "this replica's name among those sharing RethinkDB; the host name and a random suffix if empty (env REPLICA)")
+	grace, err := time.ParseDuration(env("GRACE", "30s"))
+	if err != nil {
+		return config{}, fmt.Errorf("GRACE: %w", err)
+	}
+	fs.DurationVar(&cfg.grace, "grace", grace, "how long a player whose connection dropped mid-game has to come back before forfeiting (env GRACE)")
 	shutdown, err := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "10s"))
 	if err != nil {
 		return config{}, fmt.Errorf("SHUTDOWN_TIMEOUT: %w", err)
@@ -191,13 +198,14 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (gameStore, er
 }
 
 // openBus connects to Redis when configured, or returns the in-process bus.
-func openBus(ctx context.Context, cfg config, log *slog.Logger) (hub.Bus, func(), error) {
+// After Redis comes back from an outage, resync gets the games' channels.
+func openBus(ctx context.Context, cfg config, log *slog.Logger, resync func([]string)) (hub.Bus, func(), error) {
 	if cfg.redisURL == "" {
 		return hub.NewMemoryBus(), func() {}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	b, err := hub.NewRedisBus(ctx, cfg.redisURL, hub.RedisBusOptions{Logger: log.With("component", "redis")})
+	b, err := hub.NewRedisBus(ctx, cfg.redisURL, hub.RedisBusOptions{Logger: log.With("component", "redis"), OnResubscribe: resync})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -206,7 +214,13 @@ func openBus(ctx context.Context, cfg config, log *slog.Logger) (hub.Bus, func()
 
 // serve wires store, bus, hub and router, serves until ctx ends, then drains.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	bus, closeBus, err := openBus(ctx, cfg, log)
+	// The bus exists before the hub it resyncs.
+	var hubRef atomic.Pointer[hub.Hub]
+	bus, closeBus, err := openBus(ctx, cfg, log, func(channels []string) {
+		if h := hubRef.Load(); h != nil {
+			h.Resync(channels)
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -221,7 +235,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg})
+	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace})
+	hubRef.Store(h)
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
@@ -274,15 +289,25 @@ func routes(h http.Handler, static fs.FS, metrics http.Handler) http.Handler {
 	r.Handle("/live", h)
 	r.Handle("/live/", h)
 	files := http.FileServerFS(static)
+	// An invite link is the page itself; the client reads the code from the path.
+	r.Get("/g/{code}", func(w http.ResponseWriter, r *http.Request) {
+		setPageHeaders(w.Header())
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeFileFS(w, r, static, "index.html")
+	})
 	r.Get("/*", func(w http.ResponseWriter, r *http.Request) {
-		hdr := w.Header()
-		hdr.Set("X-Content-Type-Options", "nosniff")
-		hdr.Set("Referrer-Policy", "same-origin")
-		hdr.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
+		setPageHeaders(w.Header())
 		if !strings.Contains(r.URL.Path, ".") {
-			hdr.Set("Cache-Control", "no-cache")
+			w.Header().Set("Cache-Control", "no-cache")
 		}
 		files.ServeHTTP(w, r)
 	})
 	return r
+}
+
+func setPageHeaders(hdr http.Header) {
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	// The invite code is in the path: never send it to another site.
+	hdr.Set("Referrer-Policy", "same-origin")
+	hdr.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'")
 }

@@ -49,7 +49,7 @@ func start(t *testing.T, dir string, args ...string) *app {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	args = append([]string{"-addr", addr, "-data", dir, "-log-format", "text", "-log-level", "warn"}, args...)
+	args = append([]string{"-addr", addr, "-data", dir, "-log-format", "text", "-log-level", "warn", "-grace", "200ms"}, args...)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, io.Discard, logWriter{t}) }()
 	a := &app{base: "http://" + addr, ws: "ws://" + addr + "/live"}
 	var once bool
@@ -255,6 +255,7 @@ func playAll(t *testing.T, a *app) {
 	wstest.Pair(t, x, o)
 	x.Move(o, 1, 1)
 	x.WS.Close(websocket.StatusGoingAway, "")
+	o.Expect("playerAway")
 	o.ExpectStatus("abandoned")
 	o.WS.Close(websocket.StatusNormalClosure, "")
 }

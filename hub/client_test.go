@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/store"
 )
@@ -26,6 +27,12 @@ func newServer(tb testing.TB, opt hub.Options) *server {
 	st, err := store.OpenBolt(filepath.Join(tb.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if opt.Grace == 0 {
+		opt.Grace = 300 * time.Millisecond
+	}
+	if opt.BotDelay == nil {
+		opt.BotDelay = func(game.Level) time.Duration { return 5 * time.Millisecond }
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -13,16 +13,15 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tictac/tictac/game"
-	"github.com/tictac/tictac/store"
 )
 
 // conn is one player's socket. Its read goroutine owns the game fields; the
 // write goroutine drains the send queue; anyone may enqueue or close.
 type conn struct {
-	hub    *Hub
-	ws     *websocket.Conn
-	player string
-	send   chan []byte
+	hub  *Hub
+	ws   *websocket.Conn
+	tag  string // a short name for logs, fixed at connect
+	send chan []byte
 
 	ctx         context.Context // ends when the socket is done
 	cancel      context.CancelFunc
@@ -43,15 +42,21 @@ type conn struct {
 	holding bool
 	held    [][]byte
 
+	listing atomic.Bool  // wants gameList updates
+	seat    atomic.Int32 // team in its room, as other goroutines see it; 0 when watching or out
+
 	// Owned by the read goroutine.
-	room *room
-	team game.Mark
+	player   string    // a one-off id until hello names the session
+	said     int       // frames handled
+	room     *room     // the game played or watched
+	team     game.Mark // in room; game.Empty when watching
+	watching bool
 }
 
 func newConn(h *Hub, ws *websocket.Conn, player string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		hub: h, ws: ws, player: player,
+		hub: h, ws: ws, player: player, tag: player[:8],
 		send:     make(chan []byte, h.opt.SendQueue),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -98,13 +103,13 @@ func (c *conn) logClose(err error) {
 	case websocket.StatusNormalClosure, websocket.StatusGoingAway, websocket.StatusServiceRestart:
 		return
 	case websocket.StatusMessageTooBig:
-		c.hub.log.Info("socket closed: frame too big", "player", c.player[:8])
+		c.hub.log.Info("socket closed: frame too big", "player", c.tag)
 		return
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	c.hub.log.Debug("socket closed", "player", c.player[:8], "err", err)
+	c.hub.log.Debug("socket closed", "player", c.tag, "err", err)
 }
 
 // refuse tells the client why its message changed nothing, and closes a
@@ -125,155 +130,6 @@ func (c *conn) charge() bool {
 	c.close(websocket.StatusPolicyViolation, "rate limited")
 	c.hub.metrics.dropped.WithLabelValues("rate_limited").Inc()
 	return false
-}
-
-// handle acts on one frame. Errors are refusals for the client.
-func (c *conn) handle(data []byte) error {
-	req, err := decode(data)
-	if err != nil {
-		return err
-	}
-	switch req.action {
-	case actionPing:
-		if c.charge() { // a ping changes nothing, so it counts against the limit
-			c.enqueue(framePong)
-		}
-		return nil
-	case actionJoin:
-		return c.join()
-	}
-	start := time.Now()
-	err = c.move(req.gameID, req.x, req.y)
-	result := "applied"
-	if err != nil {
-		result = toClientError(err).Code
-	} else {
-		c.hub.metrics.move.Observe(time.Since(start).Seconds())
-	}
-	c.hub.metrics.moves.WithLabelValues(result).Inc()
-	return err
-}
-
-// join puts the player in a game: the oldest waiting one, or a new one.
-func (c *conn) join() error {
-	if c.room != nil {
-		switch c.room.status() {
-		case game.Waiting:
-			if c.charge() { // already waiting: nothing changed
-				c.enqueue(frameJoinGame(c.room.id, c.team))
-			}
-			return nil
-		case game.InProgress:
-			return refuse("already_playing", "Finish or leave your current game first.")
-		}
-		c.hub.exit(c.room, c)
-		c.room, c.team = nil, game.Empty
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
-	defer cancel()
-	// Listen to the game we may open before opening it, so that the
-	// opponent's first message cannot arrive before we do.
-	id := c.hub.opt.NewID()
-	c.hold()
-	defer c.release()
-	r, err := c.hub.enter(ctx, id, c)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	g, err := c.hub.store.Join(ctx, c.player, id)
-	c.hub.observeStore("join", start, err)
-	if err != nil || g.ID != id {
-		c.hub.exit(r, c)
-		if err != nil {
-			return err
-		}
-		if r, err = c.hub.enter(ctx, g.ID, c); err != nil {
-			return err
-		}
-	}
-	r.observe(g.Status, g.Moves)
-	c.room, c.team = r, g.Team(c.player)
-	c.hub.log.Debug("joined game", "game", g.ID, "team", c.team.String(), "player", c.player[:8])
-	c.enqueue(frameJoinGame(g.ID, c.team))
-	if g.Status == game.Waiting {
-		c.enqueue(frameStatus(g.ID, g.Status))
-		return nil
-	}
-	c.hub.log.Info("game started", "game", g.ID)
-	return c.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(g.ID, g.Status))
-}
-
-// move plays a square in the player's game and tells both players.
-func (c *conn) move(id string, x, y int) error {
-	if c.room == nil || c.room.id != id {
-		return refuse("not_in_game", "You do not play in that game.")
-	}
-	if x < 0 || x >= game.Size || y < 0 || y >= game.Size {
-		return game.ErrOffBoard
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
-	defer cancel()
-	start := time.Now()
-	g, err := c.hub.store.Move(ctx, id, c.player, x, y)
-	c.hub.observeStore("move", start, err)
-	if err != nil {
-		return err
-	}
-	if !g.Status.Over() {
-		return c.publish(ctx, &g, frameGrid(&g))
-	}
-	result := g.Winner.String()
-	if g.Status == game.FinishedDraw {
-		result = "draw"
-	}
-	c.hub.metrics.games.WithLabelValues(result).Inc()
-	c.hub.log.Info("game over", "game", g.ID, "status", g.Status.String(), "winner", g.Winner.String(), "moves", g.Moves)
-	return c.publish(ctx, &g, frameGrid(&g), frameStatus(g.ID, g.Status), frameWinner(&g))
-}
-
-// leave abandons the player's game if it is still in progress, and drops
-// the room. It runs after the socket closed, so it has a context of its own.
-func (c *conn) leave() {
-	r := c.room
-	if r == nil {
-		return
-	}
-	c.room = nil
-	defer c.hub.exit(r, c)
-	if r.status().Over() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.StoreTimeout)
-	defer cancel()
-	start := time.Now()
-	g, err := c.hub.store.Leave(ctx, r.id, c.player)
-	c.hub.observeStore("leave", start, err)
-	switch {
-	case errors.Is(err, game.ErrOver):
-		return
-	case err != nil:
-		c.hub.log.Warn("leave game", "game", r.id, "err", err)
-		return
-	case g.Status != game.Abandoned:
-		return // was still waiting: it is gone from the queue
-	}
-	c.hub.metrics.games.WithLabelValues("abandoned").Inc()
-	c.hub.log.Info("game abandoned", "game", g.ID, "moves", g.Moves)
-	if err := c.publish(ctx, &g, frameStatus(g.ID, g.Status), frameWinner(&g)); err != nil {
-		c.hub.log.Warn("tell opponent of abandon", "game", g.ID, "err", err)
-	}
-}
-
-// publish sends frames to everyone in g's game, on every replica.
-func (c *conn) publish(ctx context.Context, g *store.Game, frames ...[]byte) error {
-	start := time.Now()
-	err := c.hub.bus.Publish(ctx, channel(g.ID), busMessage(g, frames...))
-	c.hub.metrics.publish.Observe(time.Since(start).Seconds())
-	if err != nil {
-		c.hub.metrics.busErrors.Inc()
-	}
-	return err
 }
 
 // deliver queues a frame that comes from the game's room.
@@ -310,7 +166,7 @@ func (c *conn) enqueue(f []byte) {
 	case c.send <- f:
 	default:
 		if c.slow.CompareAndSwap(false, true) {
-			c.hub.log.Info("socket too slow, closing", "player", c.player[:8])
+			c.hub.log.Info("socket too slow, closing", "player", c.tag)
 			c.hub.metrics.dropped.WithLabelValues("too_slow").Inc()
 			c.close(websocket.StatusPolicyViolation, "too slow")
 		}

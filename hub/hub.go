@@ -2,12 +2,15 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,19 +21,35 @@ import (
 	"github.com/tictac/tictac/store"
 )
 
-// Store is what the hub needs from the game store.
+// Store is what the hub needs from the game store (see store.Bolt for the
+// semantics of each method).
 type Store interface {
-	// Join pairs player with a waiting game or opens one with id newID.
+	// Join pairs player with a waiting quick game or opens one with id newID.
 	Join(ctx context.Context, player, newID string) (store.Game, error)
-	// Leave takes player out of a waiting game, or abandons its game in progress.
+	// Create stores a new friend's, computer's or rematch game.
+	Create(ctx context.Context, g store.Game) (store.Game, error)
+	// JoinInvite takes the second seat of the friend's game waiting with code.
+	JoinInvite(ctx context.Context, player, code string) (store.Game, error)
+	// Leave cancels player's waiting game or resigns its game in progress.
 	Leave(ctx context.Context, id, player string) (store.Game, error)
-	// Move plays square (x, y) for player, atomically.
-	Move(ctx context.Context, id, player string, x, y int) (store.Game, error)
+	// Move plays square (x, y) for player, atomically and at most once per moveID.
+	Move(ctx context.Context, id, player string, x, y int, moveID string) (store.Game, error)
+	// Update changes a game atomically through fn.
+	Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error)
+	// Game loads a game.
+	Game(ctx context.Context, id string) (store.Game, error)
+	// Active returns the game player waits for or plays.
+	Active(ctx context.Context, player string) (store.Game, error)
+	// Live lists games in progress.
+	Live(ctx context.Context, limit int) ([]store.Game, error)
 	// WatchStats streams the live statistics.
 	WatchStats(ctx context.Context) (*store.Subscription, error)
 	// SetOnline reports how many players this replica serves.
 	SetOnline(ctx context.Context, n int64) error
 }
+
+// liveLimit bounds the games listed to spectators.
+const liveLimit = 50
 
 // Options tune a Hub. Zero fields take the defaults given.
 type Options struct {
@@ -64,6 +83,18 @@ type Options struct {
 	NewID func() string
 	// Registerer gets the hub's Prometheus metrics; a private registry if nil.
 	Registerer prometheus.Registerer
+	// Grace is how long a player whose socket dropped mid-game has to come
+	// back before the opponent wins by forfeit. Default 30s.
+	Grace time.Duration
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// BotDelay is how long the computer thinks before each move; a
+	// human-like random time for its level if nil.
+	BotDelay func(game.Level) time.Duration
+	// Seed seeds the computer's choices; random if zero.
+	Seed uint64
+	// ListInterval is the least time between two gameList updates. Default 500ms.
+	ListInterval time.Duration
 }
 
 func (o *Options) defaults() {
@@ -100,6 +131,18 @@ func (o *Options) defaults() {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
+	if o.Grace == 0 {
+		o.Grace = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Seed == 0 {
+		o.Seed = mrand.Uint64()
+	}
+	if o.ListInterval == 0 {
+		o.ListInterval = 500 * time.Millisecond
+	}
 }
 
 // Hub serves players over WebSockets. Create it with New, serve it at /live,
@@ -120,6 +163,7 @@ type Hub struct {
 
 	stats   statsRelay
 	metrics *metrics
+	bg      *background
 }
 
 // New returns a hub that keeps games in st and reaches other replicas through bus.
@@ -128,6 +172,7 @@ func New(st Store, bus Bus, opt Options) *Hub {
 	h := &Hub{
 		store: st, bus: bus, log: opt.Logger, opt: opt,
 		rooms: make(map[string]*room),
+		bg:    newBackground(opt.Seed),
 	}
 	for i := range h.conns {
 		h.conns[i] = make(map[*conn]struct{})
@@ -235,10 +280,13 @@ func (h *Hub) Close(ctx context.Context) error {
 	go func() { h.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// Sockets first: closing them marks their players away, which arms
+	// forfeits; the replicas that stay up carry those out.
+	h.bg.stop()
+	return nil
 }
 
 // Run relays the live stats to every socket, and pings silent sockets, until
@@ -250,6 +298,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	defer sub.Close()
 	go h.pingLoop(ctx)
+	go h.listLoop(ctx)
 	err = h.stats.run(ctx, sub, h.opt.StatsInterval, h.fanout)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -289,6 +338,46 @@ func (h *Hub) waiting() int {
 	return n
 }
 
+// listLoop sends the games in progress to the sockets that asked for them,
+// when the list changed, at most once per ListInterval.
+func (h *Hub) listLoop(ctx context.Context) {
+	t := time.NewTicker(h.opt.ListInterval)
+	defer t.Stop()
+	var last []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var listing []*conn
+		for _, c := range h.sockets(-1) {
+			if c.listing.Load() {
+				listing = append(listing, c)
+			}
+		}
+		if len(listing) == 0 {
+			last = nil
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		live, err := h.store.Live(sctx, liveLimit)
+		cancel()
+		if err != nil {
+			h.log.Warn("list live games", "err", err)
+			continue
+		}
+		f := frameGameList(live)
+		if bytes.Equal(f, last) {
+			continue
+		}
+		last = f
+		for _, c := range listing {
+			c.enqueue(f)
+		}
+	}
+}
+
 func (h *Hub) pingLoop(ctx context.Context) {
 	t := time.NewTicker(h.opt.PingInterval / 2)
 	defer t.Stop()
@@ -310,4 +399,36 @@ func newPlayerID() string {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return hex.EncodeToString(b[:])
+}
+
+// Resync sends every local socket of the games on channels the game's whole
+// state, read from the store. The Redis bus calls it after it reconnected and
+// resubscribed: messages published while it was away are lost, and this is
+// how no client stays behind.
+func (h *Hub) Resync(channels []string) {
+	h.bg.after("resync/"+strings.Join(channels, ","), 0, func(ctx context.Context) {
+		for _, ch := range channels {
+			id := strings.TrimPrefix(ch, "tictac:game:")
+			h.mu.Lock()
+			r := h.rooms[id]
+			h.mu.Unlock()
+			if r == nil {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+			g, err := h.store.Game(sctx, id)
+			cancel()
+			if err != nil {
+				h.log.Warn("resync game", "game", id, "err", err)
+				continue
+			}
+			r.observe(g.Status, g.Moves)
+			r.mu.Lock()
+			members := r.members
+			r.mu.Unlock()
+			for _, c := range members {
+				c.deliver(frameState(&g, game.Mark(c.seat.Load())))
+			}
+		}
+	})
 }

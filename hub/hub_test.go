@@ -83,22 +83,34 @@ func deref(s *string) string {
 	return *s
 }
 
-func TestAbandon(t *testing.T) {
+// TestForfeit: a player whose socket drops mid-game is waited for, then
+// loses by forfeit; the one left behind wins and plays on.
+func TestForfeit(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{})
 	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 	wstest.Pair(t, x, o)
 	x.Move(o, 1, 1)
 	o.WS.Close(websocket.StatusNormalClosure, "bye")
+	var away struct {
+		Team     string
+		Deadline int64
+	}
+	x.Expect("playerAway").Decode(t, &away)
+	if away.Team != "o" || away.Deadline < time.Now().UnixMilli() {
+		t.Fatalf("playerAway %+v", away)
+	}
 	x.ExpectStatus("abandoned")
-	var w struct{ Winner *string }
+	var w struct {
+		Winner *string
+		Reason string
+	}
 	x.Expect("updateWinner").Decode(t, &w)
-	if w.Winner != nil {
-		t.Errorf("abandoned game has winner %q", *w.Winner)
+	if w.Winner == nil || *w.Winner != "x" || w.Reason != "forfeit" {
+		t.Errorf("forfeit winner %v reason %q, want x by forfeit", w.Winner, w.Reason)
 	}
 	x.Send(wstest.Fill(x.GameID, 0, 0))
 	x.ExpectError("game_over")
-	// The one left behind plays on with someone new.
 	y := wstest.Dial(t, s.url)
 	wstest.Pair(t, x, y)
 }
@@ -270,6 +282,7 @@ func TestBadInput(t *testing.T) {
 	if code := x.ExpectClose(); code != websocket.StatusMessageTooBig {
 		t.Errorf("big frame closed with %v, want 1009", code)
 	}
+	o.Expect("playerAway")
 	o.ExpectStatus("abandoned")
 	bystander1.Quiet(50 * time.Millisecond)
 	bystander1.Move(bystander2, 0, 0)

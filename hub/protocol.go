@@ -20,8 +20,13 @@ type inbound struct {
 // request is a decoded client frame.
 type request struct {
 	action action
-	gameID string // fillSquare
+	gameID string // fillSquare, joinGame (attach), rematch, spectate, leaveGame, sync
 	x, y   int    // fillSquare
+	moveID string // fillSquare
+	token  string // hello
+	mode   string // joinGame: "quick", "friend", "bot", "invite" or "attach"
+	level  game.Level
+	invite string // joinGame
 }
 
 type action uint8
@@ -30,7 +35,29 @@ const (
 	actionPing action = iota + 1
 	actionJoin
 	actionFill
+	actionHello
+	actionRematch
+	actionSpectate
+	actionLeave
+	actionList
+	actionUnlist
+	actionSync
 )
+
+// gameRef is the data of the actions that name a game.
+type gameRef struct {
+	GameID *string `json:"gameId"`
+}
+
+type joinData struct {
+	Mode   string  `json:"mode"`
+	Level  string  `json:"level"`
+	Invite *string `json:"invite"`
+	GameID *string `json:"gameId"`
+}
+
+// maxID bounds the ids a client may send (game ids, move ids, codes).
+const maxID = 64
 
 // decode parses a client frame. It returns a *clientError for anything that
 // is not a well-formed message of the protocol.
@@ -42,21 +69,71 @@ func decode(data []byte) (request, error) {
 	switch in.Action {
 	case "ping":
 		return request{action: actionPing}, nil
-	case "joinGame":
-		if !emptyData(in.Data) {
-			return request{}, refuse("bad_data", "joinGame takes no data (null or {}) for a quick match.")
+	case "hello":
+		var h struct {
+			Token *string `json:"token"`
 		}
-		return request{action: actionJoin}, nil
+		if !emptyData(in.Data) && (json.Unmarshal(in.Data, &h) != nil || h.Token == nil) {
+			return request{}, refuse("bad_data", `hello takes {"token": string} or {}.`)
+		}
+		r := request{action: actionHello}
+		if h.Token != nil {
+			r.token = *h.Token
+		}
+		return r, nil
+	case "joinGame":
+		return decodeJoin(in.Data)
 	case "fillSquare":
 		var fs fillSquare
-		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil {
-			return request{}, refuse("bad_data", `fillSquare needs {"gameId": string, "coords": {"x": 0-2, "y": 0-2}}.`)
+		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil || len(fs.MoveID) > maxID {
+			return request{}, refuse("bad_data", `fillSquare needs {"gameId": string, "coords": {"x": 0-2, "y": 0-2}} and may carry a "moveId" of up to 64 characters.`)
 		}
-		return request{action: actionFill, gameID: *fs.GameID, x: *fs.Coords.X, y: *fs.Coords.Y}, nil
+		return request{action: actionFill, gameID: *fs.GameID, x: *fs.Coords.X, y: *fs.Coords.Y, moveID: fs.MoveID}, nil
+	case "rematch", "spectate", "leaveGame", "sync":
+		var ref gameRef
+		if err := json.Unmarshal(in.Data, &ref); err != nil || ref.GameID == nil || len(*ref.GameID) > maxID {
+			return request{}, refuse("bad_data", "%s needs {\"gameId\": string}.", in.Action)
+		}
+		act := map[string]action{"rematch": actionRematch, "spectate": actionSpectate, "leaveGame": actionLeave, "sync": actionSync}[in.Action]
+		return request{action: act, gameID: *ref.GameID}, nil
+	case "listGames":
+		return request{action: actionList}, nil
+	case "unlistGames":
+		return request{action: actionUnlist}, nil
 	case "":
 		return request{}, refuse("bad_json", `Frames need an "action".`)
 	}
-	return request{}, refuse("unknown_action", "Unknown action; use joinGame, fillSquare or ping.")
+	return request{}, refuse("unknown_action", "Unknown action; see the protocol in the README.")
+}
+
+func decodeJoin(raw json.RawMessage) (request, error) {
+	r := request{action: actionJoin, mode: "quick"}
+	if emptyData(raw) {
+		return r, nil
+	}
+	var d joinData
+	bad := refuse("bad_data", `joinGame takes null or {} (quick match), {"mode":"friend"}, {"invite": code}, {"mode":"bot","level":"easy"|"hard"} or {"gameId": id}.`)
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return request{}, bad
+	}
+	switch {
+	case d.Invite != nil && d.Mode == "" && d.GameID == nil && len(*d.Invite) <= maxID:
+		r.mode, r.invite = "invite", *d.Invite
+	case d.GameID != nil && d.Mode == "" && d.Invite == nil && len(*d.GameID) <= maxID:
+		r.mode, r.gameID = "attach", *d.GameID
+	case d.Mode == "friend" && d.Invite == nil && d.GameID == nil:
+		r.mode = "friend"
+	case d.Mode == "bot" && d.Invite == nil && d.GameID == nil:
+		lvl, err := game.ParseLevel(d.Level)
+		if err != nil {
+			return request{}, bad
+		}
+		r.mode, r.level = "bot", lvl
+	case d.Mode == "quick" && d.Invite == nil && d.GameID == nil:
+	default:
+		return request{}, bad
+	}
+	return r, nil
 }
 
 func emptyData(raw json.RawMessage) bool {
@@ -68,6 +145,7 @@ func emptyData(raw json.RawMessage) bool {
 }
 
 type fillSquare struct {
+	MoveID string  `json:"moveId"`
 	GameID *string `json:"gameId"`
 	Coords *struct {
 		X *int `json:"x"`
@@ -138,19 +216,187 @@ type gameTeam struct {
 	Team   string `json:"team"`
 }
 
-func frameJoinGame(id string, team game.Mark) []byte {
-	return frame("joinGame", gameTeam{id, team.String()})
+// frameJoinGame tells a player which game and team it joined.
+func frameJoinGame(g *store.Game, team game.Mark) []byte {
+	d := struct {
+		GameID   string  `json:"gameId"`
+		Team     string  `json:"team"`
+		Opponent string  `json:"opponent"`
+		Level    *string `json:"level,omitempty"`
+		Invite   *string `json:"invite,omitempty"`
+	}{GameID: g.ID, Team: team.String(), Opponent: "human"}
+	if g.Mode == store.ModeBot {
+		d.Opponent, d.Level = "bot", &g.Level
+	}
+	if g.Invite != "" && team == game.X {
+		d.Invite = &g.Invite
+	}
+	return frame("joinGame", d)
 }
 
 func framePlayerJoin(id string, team game.Mark) []byte {
 	return frame("playerJoin", gameTeam{id, team.String()})
 }
 
-func frameStatus(id string, s game.Status) []byte {
+func frameStatus(g *store.Game) []byte {
 	return frame("updateGameStatus", struct {
 		GameID string `json:"gameId"`
 		Status string `json:"status"`
-	}{id, s.String()})
+		Move   int    `json:"move"`
+	}{g.ID, g.Status.String(), g.Moves})
+}
+
+func frameSession(token string) []byte {
+	return frame("session", struct {
+		Token string `json:"token"`
+	}{token})
+}
+
+func frameMoveAck(id, moveID string, move int) []byte {
+	return frame("moveAck", struct {
+		GameID string `json:"gameId"`
+		MoveID string `json:"moveId"`
+		Move   int    `json:"move"`
+	}{id, moveID, move})
+}
+
+func framePlayerAway(id string, team game.Mark, deadline int64) []byte {
+	return frame("playerAway", struct {
+		GameID   string `json:"gameId"`
+		Team     string `json:"team"`
+		Deadline int64  `json:"deadline"`
+	}{id, team.String(), deadline})
+}
+
+func framePlayerBack(id string, team game.Mark) []byte {
+	return frame("playerBack", gameTeam{id, team.String()})
+}
+
+func frameRematchOffer(id string, team game.Mark) []byte {
+	return frame("rematchOffer", gameTeam{id, team.String()})
+}
+
+func frameRematch(id, next string) []byte {
+	return frame("rematch", struct {
+		GameID    string `json:"gameId"`
+		NewGameID string `json:"newGameId"`
+	}{id, next})
+}
+
+func frameSpectators(g *store.Game) []byte {
+	return frame("spectators", struct {
+		GameID string `json:"gameId"`
+		Count  int    `json:"count"`
+	}{g.ID, g.Spectators})
+}
+
+func frameLeft(id string) []byte {
+	return frame("left", struct {
+		GameID string `json:"gameId"`
+	}{id})
+}
+
+type listedGame struct {
+	GameID     string `json:"gameId"`
+	Move       int    `json:"move"`
+	Spectators int    `json:"spectators"`
+	Mode       string `json:"mode"`
+}
+
+func frameGameList(games []store.Game) []byte {
+	list := make([]listedGame, len(games))
+	for i, g := range games {
+		list[i] = listedGame{g.ID, g.Moves, g.Spectators, g.Mode.String()}
+	}
+	return frame("gameList", struct {
+		Games []listedGame `json:"games"`
+	}{list})
+}
+
+type square struct {
+	X    int    `json:"x"`
+	Y    int    `json:"y"`
+	Team string `json:"team"`
+}
+
+// frameState is the whole of a game as viewer (a team, or Empty for a
+// spectator) sees it: what a client needs after a resume, a sync or to watch.
+func frameState(g *store.Game, viewer game.Mark) []byte {
+	var grid [game.Size][game.Size]*string
+	for x := range game.Size {
+		for y := range game.Size {
+			if m := g.Board.At(x, y); m != game.Empty {
+				v := m.String()
+				grid[x][y] = &v
+			}
+		}
+	}
+	team := "spectator"
+	if viewer != game.Empty {
+		team = viewer.String()
+	}
+	var last *square
+	if n := len(g.History); n > 0 {
+		m := g.History[n-1]
+		last = &square{m.X, m.Y, m.Team.String()}
+	}
+	var winner, reason, level, invite *string
+	if g.Winner != game.Empty {
+		w := g.Winner.String()
+		winner = &w
+	}
+	if g.Reason != "" {
+		reason = &g.Reason
+	}
+	if g.Mode == store.ModeBot {
+		level = &g.Level
+	}
+	if g.Invite != "" && viewer == game.X {
+		invite = &g.Invite
+	}
+	type away struct {
+		Team     string `json:"team"`
+		Deadline int64  `json:"deadline"`
+	}
+	var opponentAway *away
+	for i, d := range g.Away {
+		if t := []game.Mark{game.X, game.O}[i]; d != 0 && t != viewer {
+			opponentAway = &away{t.String(), d}
+		}
+	}
+	return frame("state", struct {
+		GameID       string                        `json:"gameId"`
+		Team         string                        `json:"team"`
+		Status       string                        `json:"status"`
+		Grid         [game.Size][game.Size]*string `json:"grid"`
+		Move         int                           `json:"move"`
+		Last         *square                       `json:"last"`
+		Winner       *string                       `json:"winner"`
+		Line         [][2]int                      `json:"line"`
+		Reason       *string                       `json:"reason"`
+		Mode         string                        `json:"mode"`
+		Level        *string                       `json:"level"`
+		Invite       *string                       `json:"invite"`
+		OpponentAway *away                         `json:"opponentAway"`
+		Spectators   int                           `json:"spectators"`
+		Rematch      struct{ X, O bool }           `json:"rematch"`
+	}{
+		GameID: g.ID, Team: team, Status: g.Status.String(), Grid: grid, Move: g.Moves, Last: last,
+		Winner: winner, Line: winningLine(g), Reason: reason, Mode: g.Mode.String(), Level: level, Invite: invite,
+		OpponentAway: opponentAway, Spectators: g.Spectators,
+		Rematch: struct{ X, O bool }{g.Rematch[0], g.Rematch[1]},
+	})
+}
+
+func winningLine(g *store.Game) [][2]int {
+	if g.Line < 0 || g.Status != game.Finished {
+		return nil
+	}
+	var line [][2]int
+	for _, i := range game.Lines[g.Line] {
+		line = append(line, [2]int{i % game.Size, i / game.Size})
+	}
+	return line
 }
 
 // frameGrid encodes updateGrid by hand: it is sent on every move.
@@ -200,17 +446,13 @@ func frameWinner(g *store.Game) []byte {
 		w := g.Winner.String()
 		winner = &w
 	}
-	var line [][2]int
-	if g.Line >= 0 {
-		for _, i := range game.Lines[g.Line] {
-			line = append(line, [2]int{i % game.Size, i / game.Size})
-		}
-	}
 	return frame("updateWinner", struct {
 		GameID string   `json:"gameId"`
 		Winner *string  `json:"winner"`
 		Line   [][2]int `json:"line"`
-	}{g.ID, winner, line})
+		Move   int      `json:"move"`
+		Reason string   `json:"reason"`
+	}{g.ID, winner, winningLine(g), g.Moves, g.Reason})
 }
 
 type statEntry struct {

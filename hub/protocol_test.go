@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/tictac/tictac/game"
 )
 
 func TestDecode(t *testing.T) {
@@ -14,10 +16,27 @@ func TestDecode(t *testing.T) {
 		code string
 	}{
 		{`{"action":"ping"}`, request{action: actionPing}, ""},
-		{`{"action":"joinGame"}`, request{action: actionJoin}, ""},
-		{`{"action":"joinGame","data":null}`, request{action: actionJoin}, ""},
-		{`{"action":"joinGame","data":{}}`, request{action: actionJoin}, ""},
-		{`{"action":"fillSquare","data":{"gameId":"g","team":"x","coords":{"x":2,"y":1}}}`, request{actionFill, "g", 2, 1}, ""},
+		{`{"action":"joinGame"}`, request{action: actionJoin, mode: "quick"}, ""},
+		{`{"action":"joinGame","data":null}`, request{action: actionJoin, mode: "quick"}, ""},
+		{`{"action":"joinGame","data":{}}`, request{action: actionJoin, mode: "quick"}, ""},
+		{`{"action":"joinGame","data":{"mode":"friend"}}`, request{action: actionJoin, mode: "friend"}, ""},
+		{`{"action":"joinGame","data":{"invite":"abc"}}`, request{action: actionJoin, mode: "invite", invite: "abc"}, ""},
+		{`{"action":"joinGame","data":{"mode":"bot","level":"hard"}}`, request{action: actionJoin, mode: "bot", level: game.Hard}, ""},
+		{`{"action":"joinGame","data":{"mode":"bot","level":"godlike"}}`, request{}, "bad_data"},
+		{`{"action":"joinGame","data":{"mode":"bot","invite":"x"}}`, request{}, "bad_data"},
+		{`{"action":"joinGame","data":{"gameId":"g1"}}`, request{action: actionJoin, mode: "attach", gameID: "g1"}, ""},
+		{`{"action":"hello","data":{"token":"t"}}`, request{action: actionHello, token: "t"}, ""},
+		{`{"action":"hello","data":{}}`, request{action: actionHello}, ""},
+		{`{"action":"hello","data":{"token":5}}`, request{}, "bad_data"},
+		{`{"action":"fillSquare","data":{"gameId":"g","moveId":"m1","coords":{"x":0,"y":0}}}`, request{action: actionFill, gameID: "g", moveID: "m1"}, ""},
+		{`{"action":"rematch","data":{"gameId":"g"}}`, request{action: actionRematch, gameID: "g"}, ""},
+		{`{"action":"spectate","data":{"gameId":"g"}}`, request{action: actionSpectate, gameID: "g"}, ""},
+		{`{"action":"leaveGame","data":{"gameId":"g"}}`, request{action: actionLeave, gameID: "g"}, ""},
+		{`{"action":"sync","data":{"gameId":"g"}}`, request{action: actionSync, gameID: "g"}, ""},
+		{`{"action":"spectate","data":{}}`, request{}, "bad_data"},
+		{`{"action":"listGames"}`, request{action: actionList}, ""},
+		{`{"action":"unlistGames"}`, request{action: actionUnlist}, ""},
+		{`{"action":"fillSquare","data":{"gameId":"g","team":"x","coords":{"x":2,"y":1}}}`, request{action: actionFill, gameID: "g", x: 2, y: 1}, ""},
 		{`{"action":"joinGame","data":{"mode":"x"}}`, request{}, "bad_data"},
 		{`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":2}}}`, request{}, "bad_data"},
 		{`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":2,"y":"1"}}}`, request{}, "bad_data"},
@@ -61,7 +80,7 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if req.action < actionPing || req.action > actionFill {
+		if req.action < actionPing || req.action > actionSync {
 			t.Fatalf("decode(%q) = %+v with no action", data, req)
 		}
 		if !json.Valid(data) {

@@ -10,6 +10,8 @@ import (
 	"github.com/tictac/tictac/game"
 )
 
+var awayPrefix = []byte(`{"action":"playerAway"`)
+
 // channel names a game's bus channel.
 func channel(gameID string) string { return "tictac:game:" + gameID }
 
@@ -17,6 +19,7 @@ func channel(gameID string) string { return "tictac:game:" + gameID }
 // subscription, held while anyone here refers to the game.
 type room struct {
 	id    string
+	hub   *Hub
 	ready chan struct{} // closed once the bus subscription is settled
 	err   error         // why subscribing failed; read after ready
 	stop  func()        // ends the bus subscription
@@ -61,10 +64,39 @@ func (r *room) deliver(msg []byte) {
 		} else {
 			body = nil
 		}
+		if bytes.HasPrefix(f, awayPrefix) && r.hub != nil {
+			r.hub.onAway(r, f)
+		}
 		for _, c := range members {
 			c.deliver(f)
 		}
 	}
+}
+
+// present reports whether a live socket of this replica plays team here.
+func (r *room) present(team game.Mark) bool {
+	r.mu.Lock()
+	members := r.members
+	r.mu.Unlock()
+	for _, c := range members {
+		if c.ctx.Err() == nil && c.seat.Load() == int32(team) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasOther reports whether another live socket of c's player is here.
+func (r *room) hasOther(c *conn) bool {
+	r.mu.Lock()
+	members := r.members
+	r.mu.Unlock()
+	for _, m := range members {
+		if m != c && m.ctx.Err() == nil && m.seat.Load() == c.seat.Load() && m.seat.Load() != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *room) add(c *conn) {
@@ -93,7 +125,7 @@ func (h *Hub) enter(ctx context.Context, id string, c *conn) (*room, error) {
 	r := h.rooms[id]
 	first := r == nil
 	if first {
-		r = &room{id: id, ready: make(chan struct{})}
+		r = &room{id: id, hub: h, ready: make(chan struct{})}
 		h.rooms[id] = r
 	}
 	r.refs++

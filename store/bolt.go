@@ -1,11 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,9 @@ var (
 	bucketGames   = []byte("games")
 	bucketWaiting = []byte("waiting") // queue number -> game id, oldest first
 	bucketStats   = []byte("stats")   // stat id -> int64, big endian
+	bucketInvites = []byte("invites") // invite code -> id of the waiting friend game
+	bucketPlayers = []byte("players") // player id -> id of the player's latest game
+	bucketLive    = []byte("live")    // id of every game in progress -> nothing
 )
 
 // maxBatch bounds how many writes share one transaction and one fsync.
@@ -74,7 +79,7 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 		s.now = time.Now
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketGames, bucketWaiting, bucketStats} {
+		for _, name := range [][]byte{bucketGames, bucketWaiting, bucketStats, bucketInvites, bucketPlayers, bucketLive} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -86,6 +91,16 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 				return err
 			}
 			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		invites := tx.Bucket(bucketInvites)
+		ic := invites.Cursor()
+		for k, id := ic.First(); k != nil; k, id = ic.First() {
+			if err := games.Delete(id); err != nil {
+				return err
+			}
+			if err := ic.Delete(); err != nil {
 				return err
 			}
 		}
@@ -132,6 +147,7 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 			}
 			before := g
 			g.PlayerO, g.Started = player, s.now()
+			g.Version++
 			if err := g.Start(); err != nil {
 				return fatal(err)
 			}
@@ -139,7 +155,7 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 				return fatal(err)
 			}
 			add(d, delta(&before, &g))
-			return save(games, &g, 0)
+			return save(tx, &before, &g, 0)
 		}
 		if games.Get([]byte(newID)) != nil {
 			return fatal(fmt.Errorf("game id %q already exists", newID))
@@ -152,7 +168,7 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 		if err := waiting.Put(queueKey(q), []byte(newID)); err != nil {
 			return fatal(err)
 		}
-		return save(games, &g, q)
+		return save(tx, nil, &g, q)
 	})
 	if err != nil {
 		return Game{}, fmt.Errorf("join: %w", err)
@@ -161,8 +177,9 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 }
 
 // Leave takes player out of game id. A waiting game is deleted and returned as
-// it was (Waiting); a game in progress is abandoned. It returns ErrNotFound,
-// ErrNotPlayer, or game.ErrOver when the game had already ended.
+// it was (Waiting); a game in progress is resigned: the opponent wins. It
+// returns ErrNotFound, ErrNotPlayer, or game.ErrOver when the game had already
+// ended.
 func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 	var g Game
 	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
@@ -176,18 +193,25 @@ func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 			return ErrNotPlayer
 		}
 		if g.Status == game.Waiting {
-			if err := tx.Bucket(bucketWaiting).Delete(queueKey(q)); err != nil {
-				return fatal(err)
+			if q != 0 {
+				if err := tx.Bucket(bucketWaiting).Delete(queueKey(q)); err != nil {
+					return fatal(err)
+				}
+			}
+			if g.Invite != "" {
+				if err := tx.Bucket(bucketInvites).Delete([]byte(g.Invite)); err != nil {
+					return fatal(err)
+				}
 			}
 			return fatalIf(games.Delete([]byte(id)))
 		}
 		before := g
-		if err := g.Abandon(game.Empty); err != nil {
+		if err := g.Resign(player, s.now()); err != nil {
 			return err
 		}
-		g.Ended = s.now()
+		g.Version++
 		add(d, delta(&before, &g))
-		return save(games, &g, 0)
+		return save(tx, &before, &g, 0)
 	})
 	if err != nil {
 		return Game{}, fmt.Errorf("leave game %s: %w", id, err)
@@ -197,35 +221,118 @@ func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 
 // Move fills square (x, y) of game id for player, whose team the game knows.
 // The move is durable when Move returns. Refusals change nothing: ErrNotFound,
-// ErrNotPlayer, or one of the game package's errors.
-func (s *Bolt) Move(ctx context.Context, id, player string, x, y int) (Game, error) {
+// ErrNotPlayer, ErrDuplicateMove (with the game as it is), or one of the game
+// package's errors.
+func (s *Bolt) Move(ctx context.Context, id, player string, x, y int, moveID string) (Game, error) {
+	return s.Update(ctx, id, func(g *Game) error { return g.PlayMove(player, x, y, moveID, s.now()) })
+}
+
+// Update applies fn to game id atomically and stores the result. If fn
+// returns an error nothing is written and Update returns the game as it was
+// with that error (wrapped). ErrNotFound if there is no such game.
+func (s *Bolt) Update(ctx context.Context, id string, fn func(*Game) error) (Game, error) {
 	var g Game
 	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
-		games := tx.Bucket(bucketGames)
-		var err error
-		if g, err = load(games, []byte(id)); err != nil {
+		before, q, err := loadQueued(tx.Bucket(bucketGames), []byte(id))
+		if err != nil {
 			return err
 		}
-		team := g.Team(player)
-		if team == game.Empty {
-			return ErrNotPlayer
-		}
-		before := g
-		if err := g.Play(game.Move{X: x, Y: y, Team: team}); err != nil {
+		g = before
+		g.History = slices.Clone(before.History)
+		if err := fn(&g); err != nil {
+			g = before
 			return err
 		}
-		now := s.now()
-		g.History = append(g.History, Move{X: x, Y: y, Team: team, At: now})
-		if g.Status.Over() {
-			g.Ended = now
-		}
+		g.Version = before.Version + 1
 		add(d, delta(&before, &g))
-		return save(games, &g, 0)
+		return save(tx, &before, &g, q)
 	})
 	if err != nil {
-		return Game{}, fmt.Errorf("move in game %s: %w", id, err)
+		return g, fmt.Errorf("update game %s: %w", id, err)
 	}
 	return g, nil
+}
+
+// Create stores a new game: a friend's game waiting with its invite code, a
+// game against the computer, a rematch. It fails if the id or invite is taken.
+func (s *Bolt) Create(ctx context.Context, g Game) (Game, error) {
+	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
+		if tx.Bucket(bucketGames).Get([]byte(g.ID)) != nil {
+			return fatal(fmt.Errorf("game id %q already exists", g.ID))
+		}
+		if g.Invite != "" && tx.Bucket(bucketInvites).Get([]byte(g.Invite)) != nil {
+			return fatal(fmt.Errorf("invite %q already exists", g.Invite))
+		}
+		empty := Game{Game: game.New()}
+		add(d, delta(&empty, &g))
+		return save(tx, nil, &g, 0)
+	})
+	if err != nil {
+		return Game{}, fmt.Errorf("create game: %w", err)
+	}
+	return g, nil
+}
+
+// JoinInvite puts player in the friend game waiting with invite code. It
+// returns ErrNotFound when no game waits with that code (wrong, used, or
+// cancelled), and ErrNotPlayer when player is its creator.
+func (s *Bolt) JoinInvite(ctx context.Context, player, code string) (Game, error) {
+	var id []byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id = bytes.Clone(tx.Bucket(bucketInvites).Get([]byte(code)))
+		return nil
+	})
+	if err != nil || id == nil {
+		return Game{}, fmt.Errorf("invite: %w", ErrNotFound)
+	}
+	now := s.now()
+	return s.Update(ctx, string(id), func(g *Game) error { return g.AcceptInvite(player, code, now) })
+}
+
+// Active returns player's latest game if it waits or is in progress, else ErrNotFound.
+func (s *Bolt) Active(ctx context.Context, player string) (Game, error) {
+	var g Game
+	err := s.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketPlayers).Get([]byte(player))
+		if id == nil {
+			return ErrNotFound
+		}
+		var err error
+		if g, err = load(tx.Bucket(bucketGames), id); err != nil {
+			return err
+		}
+		if g.Status.Over() {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Game{}, fmt.Errorf("active game: %w", err)
+	}
+	return g, nil
+}
+
+// Live returns up to limit games in progress.
+func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
+	var out []Game
+	err := s.db.View(func(tx *bolt.Tx) error {
+		games := tx.Bucket(bucketGames)
+		return tx.Bucket(bucketLive).ForEach(func(id, _ []byte) error {
+			if len(out) >= limit {
+				return errStop
+			}
+			g, err := load(games, id)
+			if err != nil {
+				return err
+			}
+			out = append(out, g)
+			return nil
+		})
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("live games: %w", err)
+	}
+	return out, nil
 }
 
 // Game loads game id. It returns ErrNotFound if there is none.
@@ -436,10 +543,47 @@ func decode(v []byte) (Game, error) {
 	return fromDoc(&d)
 }
 
-func save(games *bolt.Bucket, g *Game, queue uint64) error {
+// save writes g, which was before (nil for a new game), and keeps the
+// indexes in step: invite codes, each player's latest game, games in progress.
+func save(tx *bolt.Tx, before, g *Game, queue uint64) error {
 	v, err := json.Marshal(toDoc(g, queue))
 	if err != nil {
 		return fatal(err)
 	}
-	return fatalIf(games.Put([]byte(g.ID), v))
+	if err := tx.Bucket(bucketGames).Put([]byte(g.ID), v); err != nil {
+		return fatal(err)
+	}
+	var was Game
+	if before != nil {
+		was = *before
+	}
+	if was.Invite != g.Invite {
+		invites := tx.Bucket(bucketInvites)
+		if was.Invite != "" {
+			if err := invites.Delete([]byte(was.Invite)); err != nil {
+				return fatal(err)
+			}
+		}
+		if g.Invite != "" {
+			if err := invites.Put([]byte(g.Invite), []byte(g.ID)); err != nil {
+				return fatal(err)
+			}
+		}
+	}
+	players := tx.Bucket(bucketPlayers)
+	for _, p := range []string{g.PlayerX, g.PlayerO} {
+		if p != "" && p != BotPlayer && p != was.PlayerX && p != was.PlayerO {
+			if err := players.Put([]byte(p), []byte(g.ID)); err != nil {
+				return fatal(err)
+			}
+		}
+	}
+	live := tx.Bucket(bucketLive)
+	switch {
+	case g.Status == game.InProgress && was.Status != game.InProgress:
+		return fatalIf(live.Put([]byte(g.ID), nil))
+	case g.Status != game.InProgress && was.Status == game.InProgress:
+		return fatalIf(live.Delete([]byte(g.ID)))
+	}
+	return nil
 }

@@ -56,7 +56,7 @@ func TestBoltRestart(t *testing.T) {
 	for i, m := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
 		p := []string{"x", "o"}[i%2]
 		var err error
-		if g, err = s.Move(ctx, "g1", p, m[0], m[1]); err != nil {
+		if g, err = s.Move(ctx, "g1", p, m[0], m[1], ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +67,7 @@ func TestBoltRestart(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Move(ctx, "g1", "o", 2, 2); !errors.Is(err, store.ErrClosed) {
+	if _, err := s.Move(ctx, "g1", "o", 2, 2, ""); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Move on a closed store = %v, want ErrClosed", err)
 	}
 
@@ -182,7 +182,7 @@ func playMoves(b *testing.B, s *store.Bolt, games []store.Game, n int) {
 			if i%2 == 1 {
 				p = g.PlayerO
 			}
-			if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1]); err != nil {
+			if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1], ""); err != nil {
 				b.Fatal(err)
 			}
 			done++

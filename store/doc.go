@@ -21,6 +21,16 @@ type doc struct {
 	Ended   time.Time `json:"ended,omitzero" rethinkdb:"ended,omitempty"`
 	// Queue orders waiting games, oldest first; it is zero once a game starts.
 	Queue uint64 `json:"queue,omitempty" rethinkdb:"queue,omitempty"`
+
+	Mode       string   `json:"mode,omitempty" rethinkdb:"mode,omitempty"`
+	Level      string   `json:"level,omitempty" rethinkdb:"level,omitempty"`
+	Invite     string   `json:"invite,omitempty" rethinkdb:"invite,omitempty"`
+	Reason     string   `json:"reason,omitempty" rethinkdb:"reason,omitempty"`
+	Away       [2]int64 `json:"away" rethinkdb:"away"`
+	Rematch    [2]bool  `json:"rematch" rethinkdb:"rematch"`
+	Next       string   `json:"next,omitempty" rethinkdb:"next,omitempty"`
+	Spectators int      `json:"spectators" rethinkdb:"spectators"`
+	Version    int64    `json:"version" rethinkdb:"version"`
 }
 
 type moveDoc struct {
@@ -28,6 +38,7 @@ type moveDoc struct {
 	Y    int       `json:"y" rethinkdb:"y"`
 	Team string    `json:"team" rethinkdb:"team"`
 	At   time.Time `json:"at" rethinkdb:"at"`
+	ID   string    `json:"id,omitempty" rethinkdb:"id,omitempty"`
 }
 
 func toDoc(g *Game, queue uint64) doc {
@@ -35,9 +46,11 @@ func toDoc(g *Game, queue uint64) doc {
 		ID: g.ID, Status: g.Status.String(), PlayerX: g.PlayerX, PlayerO: g.PlayerO,
 		Winner: g.Winner.String(), Created: g.Created, Started: g.Started, Ended: g.Ended,
 		Moves: make([]moveDoc, len(g.History)), Queue: queue,
+		Mode: g.Mode.String(), Level: g.Level, Invite: g.Invite, Reason: g.Reason, Away: g.Away,
+		Rematch: g.Rematch, Next: g.Next, Spectators: g.Spectators, Version: g.Version,
 	}
 	for i, m := range g.History {
-		d.Moves[i] = moveDoc{X: m.X, Y: m.Y, Team: m.Team.String(), At: m.At}
+		d.Moves[i] = moveDoc{X: m.X, Y: m.Y, Team: m.Team.String(), At: m.At, ID: m.ID}
 	}
 	return d
 }
@@ -46,7 +59,14 @@ func toDoc(g *Game, queue uint64) doc {
 // not a legal game, which is how corruption shows up.
 func fromDoc(d *doc) (Game, error) {
 	g := Game{ID: d.ID, PlayerX: d.PlayerX, PlayerO: d.PlayerO, Game: game.New(),
-		Created: d.Created, Started: d.Started, Ended: d.Ended, History: make([]Move, 0, len(d.Moves))}
+		Created: d.Created, Started: d.Started, Ended: d.Ended, History: make([]Move, 0, len(d.Moves)),
+		Level: d.Level, Invite: d.Invite, Reason: d.Reason, Away: d.Away, Rematch: d.Rematch, Next: d.Next,
+		Spectators: d.Spectators, Version: d.Version}
+	mode, err := parseMode(d.Mode)
+	if err != nil {
+		return Game{}, fmt.Errorf("game %s: %w", d.ID, err)
+	}
+	g.Mode = mode
 	status, err := game.ParseStatus(d.Status)
 	if err != nil {
 		return Game{}, fmt.Errorf("game %s: %w", d.ID, err)
@@ -64,7 +84,7 @@ func fromDoc(d *doc) (Game, error) {
 		if err := g.Play(game.Move{X: m.X, Y: m.Y, Team: team}); err != nil {
 			return Game{}, fmt.Errorf("game %s move %d: %w", d.ID, i+1, err)
 		}
-		g.History = append(g.History, Move{X: m.X, Y: m.Y, Team: team, At: m.At})
+		g.History = append(g.History, Move{X: m.X, Y: m.Y, Team: team, At: m.At, ID: m.ID})
 	}
 	if status == game.Abandoned {
 		var winner game.Mark

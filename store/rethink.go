@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,16 +18,22 @@ import (
 
 // Tables of the RethinkDB store.
 const (
-	tableGames = "games" // one document per game (type doc)
-	tableQueue = "queue" // one document, queueID: the player waiting for a quick match
-	tableStats = "stats" // counters {id, value} and presences {id: "presence:<replica>", online, ...}
-	queueID    = "quick"
+	tableGames   = "games"   // one document per game (type doc)
+	tableQueue   = "queue"   // one document, queueID: the player waiting for a quick match
+	tableStats   = "stats"   // counters {id, value} and presences {id: "presence:<replica>", online, ...}
+	tablePlayers = "players" // {id: player, game: id of the player's latest game}
+	queueID      = "quick"
+
+	// Secondary indexes of the games table.
+	indexInvite = "invite" // invite codes of waiting friend games
+	indexStatus = "status" // for the games in progress
 )
 
 const (
-	// maxAttempts bounds the compare-and-set retries of one call. Every failed
-	// attempt means another call succeeded on the same document, and a game
-	// has at most 9 moves, so reaching it means something is badly wrong.
+	// maxAttempts bounds the rounds of Join and Leave. Every failed round
+	// means another call succeeded on the queue or the waiting game, so
+	// reaching it means something is badly wrong. Update has its own bound
+	// (casAttempts).
 	maxAttempts = 32
 	// writeTimeout bounds a write once it is sent. Writes do not follow the
 	// caller's context: a call that started writing sees its writes through,
@@ -60,8 +68,11 @@ type RethinkOptions struct {
 
 // Rethink is the store kept in RethinkDB, shared by every replica of the
 // server. RethinkDB makes single-document writes atomic and nothing more, so
-// every change of a game is a compare-and-set on its document, and quick
-// matching goes through a single queue document (see Join).
+// every change of a game is a compare-and-set on its document's version (see
+// Update), and quick matching goes through a single queue document (see
+// Join). Invite codes and games in progress are found through secondary
+// indexes on the games, and each player's latest game through the players
+// table (see Active).
 //
 // Stats are counters in the stats table that every replica increments in
 // batches; each replica follows the table with one changefeed, which is what
@@ -174,18 +185,28 @@ func (s *Rethink) createSchema(ctx context.Context, db string) error {
 	if _, err := r.DBCreate(db).RunWrite(s.sess, opts); err != nil && !alreadyExists(err) {
 		return fmt.Errorf("create database %s: %w", db, err)
 	}
-	for _, t := range []string{tableGames, tableQueue, tableStats} {
+	tables := []string{tableGames, tableQueue, tableStats, tablePlayers}
+	for _, t := range tables {
 		if _, err := s.db.TableCreate(t).RunWrite(s.sess, opts); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("create table %s: %w", t, err)
 		}
 	}
 	if _, err := s.db.Wait(r.WaitOpts{Timeout: 30}).RunWrite(s.sess, opts); err != nil {
 		// reqlite has no wait; a table that answers a read is ready enough.
-		for _, t := range []string{tableGames, tableQueue, tableStats} {
+		for _, t := range tables {
 			if _, rerr := s.db.Table(t).Count().Run(s.sess, opts); rerr != nil {
 				return fmt.Errorf("wait for tables: %w (and table %s: %v)", err, t, rerr)
 			}
 		}
+	}
+	for _, ix := range []string{indexInvite, indexStatus} {
+		if _, err := s.games().IndexCreate(ix).RunWrite(s.sess, opts); err != nil && !alreadyExists(err) {
+			return fmt.Errorf("create index %s: %w", ix, err)
+		}
+	}
+	// An index another replica just created may still be building.
+	if err := s.games().IndexWait(indexInvite, indexStatus).Exec(s.sess, r.ExecOpts{Context: ctx}); err != nil {
+		return fmt.Errorf("wait for indexes: %w", err)
 	}
 	counters := make([]any, 0, PlayersOnline+1)
 	for i := range PlayersOnline {
@@ -392,6 +413,7 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 		}
 		switch {
 		case q.Game == "":
+			s.enterPlayers(ctx, nil, mine)
 			return *mine, nil
 		case q.Player == player:
 			drop()
@@ -422,7 +444,8 @@ func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
 	w, err := runWrite[doc](ctx, s.sess, s.games().Get(id).Replace(func(d r.Term) any {
 		return r.Branch(d.Eq(nil), nil,
 			r.Branch(d.Field("status").Eq(game.Waiting.String()).And(d.Field("playerX").Ne(player)),
-				d.Merge(map[string]any{"status": game.InProgress.String(), "playerO": player, "started": s.stamp()}),
+				d.Merge(map[string]any{"status": game.InProgress.String(), "playerO": player, "started": s.stamp(),
+					"version": d.Field("version").Default(0).Add(1)}),
 				d))
 	}, r.ReplaceOpts{ReturnChanges: "always"}))
 	if err != nil {
@@ -440,11 +463,13 @@ func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
 		return Game{}, err
 	}
 	s.count(delta(&before, &g))
+	s.enterPlayers(ctx, &before, &g)
 	return g, nil
 }
 
 // Leave takes player out of game id. A waiting game is deleted and returned as
-// it was (Waiting); a game in progress is abandoned. It returns ErrNotFound,
+// it was (Waiting), and out of the queue if it was in it; a game in progress
+// is resigned: the opponent wins (Reason "resign"). It returns ErrNotFound,
 // ErrNotPlayer, or game.ErrOver when the game had already ended.
 func (s *Rethink) Leave(ctx context.Context, id, player string) (Game, error) {
 	if err := s.enter(); err != nil {
@@ -467,30 +492,22 @@ func (s *Rethink) leave(ctx context.Context, id, player string) (Game, error) {
 		if g.Team(player) == game.Empty {
 			return Game{}, ErrNotPlayer
 		}
-		wctx, cancel := writeCtx(ctx)
-		if g.Status == game.Waiting {
-			g, err := s.leaveWaiting(wctx, g)
-			cancel()
-			if errors.Is(err, ErrConflict) {
-				continue // paired meanwhile: abandon it instead
+		if g.Status != game.Waiting {
+			// A game never goes back to waiting, so resigning is all that is left.
+			now := s.stamp()
+			g, err := s.apply(ctx, g, func(g *Game) error { return g.Resign(player, now) })
+			if err != nil {
+				return Game{}, err
 			}
-			return g, err
-		}
-		before := g
-		if err := g.Abandon(game.Empty); err != nil {
-			cancel()
-			return Game{}, err
-		}
-		g.Ended = s.stamp()
-		ok, err := s.cas(wctx, &before, &g)
-		cancel()
-		if err != nil {
-			return Game{}, err
-		}
-		if ok {
-			s.count(delta(&before, &g))
 			return g, nil
 		}
+		wctx, cancel := writeCtx(ctx)
+		g, err = s.leaveWaiting(wctx, g)
+		cancel()
+		if errors.Is(err, ErrConflict) {
+			continue // paired meanwhile: resign instead
+		}
+		return g, err
 	}
 	return Game{}, ErrConflict
 }
@@ -518,69 +535,149 @@ func (s *Rethink) leaveWaiting(ctx context.Context, g Game) (Game, error) {
 
 // Move fills square (x, y) of game id for player, whose team the game knows.
 // The move is stored when Move returns. Refusals change nothing: ErrNotFound,
-// ErrNotPlayer, or one of the game package's errors. Concurrent moves in one
-// game are applied one at a time: each is a compare-and-set on the game's
-// status and move count, retried on a fresh copy of the game when another
-// call won.
-func (s *Rethink) Move(ctx context.Context, id, player string, x, y int) (Game, error) {
+// ErrNotPlayer, ErrDuplicateMove (with the game as it is), or one of the game
+// package's errors. Concurrent moves in one game are applied one at a time
+// (see Update).
+func (s *Rethink) Move(ctx context.Context, id, player string, x, y int, moveID string) (Game, error) {
+	return s.Update(ctx, id, func(g *Game) error { return g.PlayMove(player, x, y, moveID, s.stamp()) })
+}
+
+// Update applies fn to game id and stores the result. If fn returns an error
+// nothing is written and Update returns the game as it was with that error
+// (wrapped). ErrNotFound if there is no such game.
+//
+// The write is a compare-and-set on the game's version: when another call
+// wrote the game in between, fn runs again on what that call stored, so fn
+// may run more than once and must depend only on the game it is given.
+func (s *Rethink) Update(ctx context.Context, id string, fn func(*Game) error) (Game, error) {
 	if err := s.enter(); err != nil {
-		return Game{}, fmt.Errorf("move in game %s: %w", id, err)
+		return Game{}, fmt.Errorf("update game %s: %w", id, err)
 	}
 	defer s.ops.Done()
-	g, err := s.move(ctx, id, player, x, y)
+	g, err := s.load(ctx, id)
 	if err != nil {
-		return Game{}, fmt.Errorf("move in game %s: %w", id, err)
+		return Game{}, fmt.Errorf("update game %s: %w", id, err)
+	}
+	if g, err = s.apply(ctx, g, fn); err != nil {
+		return g, fmt.Errorf("update game %s: %w", id, err)
 	}
 	return g, nil
 }
 
-func (s *Rethink) move(ctx context.Context, id, player string, x, y int) (Game, error) {
-	for range maxAttempts {
-		g, err := s.load(ctx, id)
-		if err != nil {
-			return Game{}, err
+// apply is Update from game before, as read. On a refusal by fn it returns
+// the game fn refused with that error; on any other error, a zero Game.
+func (s *Rethink) apply(ctx context.Context, before Game, fn func(*Game) error) (Game, error) {
+	for attempt := range casAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Game{}, err
+			}
 		}
-		team := g.Team(player)
-		if team == game.Empty {
-			return Game{}, ErrNotPlayer
+		g := before
+		g.History = slices.Clone(before.History)
+		if err := fn(&g); err != nil {
+			return before, err
 		}
-		before := g
-		if err := g.Play(game.Move{X: x, Y: y, Team: team}); err != nil {
-			return Game{}, err
-		}
-		now := s.stamp()
-		g.History = append(g.History[:len(g.History):len(g.History)], Move{X: x, Y: y, Team: team, At: now})
-		if g.Status.Over() {
-			g.Ended = now
-		}
+		g.Version = before.Version + 1
+		truncate(&g)
 		wctx, cancel := writeCtx(ctx)
-		ok, err := s.cas(wctx, &before, &g)
-		cancel()
-		if err != nil {
-			return Game{}, err
-		}
-		if ok {
+		ok, cur, err := s.cas(wctx, &before, &g)
+		if err == nil && ok {
 			s.count(delta(&before, &g))
+			s.enterPlayers(wctx, &before, &g)
+		}
+		cancel()
+		switch {
+		case err != nil:
+			return Game{}, err
+		case ok:
 			return g, nil
 		}
+		before = cur
 	}
 	return Game{}, ErrConflict
 }
 
-// cas replaces game before with after if its stored status and move count
-// are still before's: every change of a game changes one of them. It
-// reports whether it did.
-func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, error) {
+// casAttempts bounds the compare-and-set attempts of one Update. Every failed
+// attempt means another call wrote the game, and a game may have many
+// writers at once (its spectators come and go), hence a generous bound.
+const casAttempts = 128
+
+// backoff waits a little, at random, before attempt (1, 2, ...) of a
+// compare-and-set, so that writers who keep colliding spread out. It returns
+// ctx's error if ctx ends first: nothing was written yet.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt < 3 {
+		return nil // the first retries are the cheap ones: go again at once
+	}
+	d := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(time.Millisecond)))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// cas replaces game before with after if the stored game still has before's
+// version (a document written before versions existed has version 0). It
+// reports whether it did and, when it did not, the game as it is now. It
+// returns ErrNotFound if the game is gone.
+func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, Game, error) {
 	next := encodeDoc(after)
 	w, err := runWrite[doc](ctx, s.sess, s.games().Get(before.ID).Replace(func(d r.Term) any {
 		return r.Branch(d.Eq(nil), nil,
-			r.Branch(d.Field("status").Eq(before.Status.String()).And(d.Field("moves").Count().Eq(len(before.History))),
-				next, d))
-	}))
+			r.Branch(d.Field("version").Default(0).Eq(before.Version), next, d))
+	}, r.ReplaceOpts{ReturnChanges: "always"}))
 	if err != nil {
-		return false, err
+		return false, Game{}, err
 	}
-	return w.Replaced == 1, nil
+	if w.Replaced == 1 {
+		return true, Game{}, nil
+	}
+	if cur := w.new(); cur != nil {
+		g, err := fromDoc(cur)
+		return false, g, err
+	}
+	g, err := s.load(ctx, before.ID)
+	return false, g, err
+}
+
+// Create stores a new game: a friend's game waiting with its invite code, a
+// game against the computer, a rematch. Its times are kept to the
+// millisecond, as stored. It fails if the id or the invite is taken (the
+// invite is checked before the insert, not atomically with it: codes are
+// random, 50 bits).
+func (s *Rethink) Create(ctx context.Context, g Game) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("create game: %w", err)
+	}
+	defer s.ops.Done()
+	g.History = slices.Clone(g.History)
+	truncate(&g)
+	if g.Invite != "" {
+		var n int
+		if err := s.games().GetAllByIndex(indexInvite, g.Invite).Count().ReadOne(&n, s.sess, r.RunOpts{Context: ctx}); err != nil {
+			return Game{}, fmt.Errorf("create game: look up invite: %w", err)
+		}
+		if n > 0 {
+			return Game{}, fmt.Errorf("create game: invite %q already exists", g.Invite)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Game{}, fmt.Errorf("create game: %w", err)
+	}
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	if _, err := runWrite[doc](wctx, s.sess, s.games().Insert(encodeDoc(&g))); err != nil {
+		return Game{}, fmt.Errorf("create game %s: %w", g.ID, err)
+	}
+	empty := Game{Game: game.New()}
+	s.count(delta(&empty, &g))
+	s.enterPlayers(wctx, nil, &g)
+	return g, nil
 }
 
 // Game loads game id. It returns ErrNotFound if there is none.
@@ -640,15 +737,17 @@ func (s *Rethink) Games(ctx context.Context, fn func(Game) bool) error {
 	return nil
 }
 
-// encodeDoc returns g as stored, leaving out the times not reached yet.
+// encodeDoc returns g as stored, leaving out the times not reached yet and
+// the empty optional fields (so that the invite index holds waiting games only).
 func encodeDoc(g *Game) map[string]any {
 	d := toDoc(g, 0)
-	m := map[string]any{"id": d.ID, "status": d.Status, "playerX": d.PlayerX, "moves": d.Moves, "created": d.Created}
-	if d.PlayerO != "" {
-		m["playerO"] = d.PlayerO
-	}
-	if d.Winner != "" {
-		m["winner"] = d.Winner
+	m := map[string]any{"id": d.ID, "status": d.Status, "playerX": d.PlayerX, "moves": d.Moves, "created": d.Created,
+		"mode": d.Mode, "away": d.Away[:], "rematch": d.Rematch[:], "spectators": d.Spectators, "version": d.Version}
+	for k, v := range map[string]string{"playerO": d.PlayerO, "winner": d.Winner, "level": d.Level,
+		"invite": d.Invite, "reason": d.Reason, "next": d.Next} {
+		if v != "" {
+			m[k] = v
+		}
 	}
 	if !d.Started.IsZero() {
 		m["started"] = d.Started
@@ -657,4 +756,14 @@ func encodeDoc(g *Game) map[string]any {
 		m["ended"] = d.Ended
 	}
 	return m
+}
+
+// truncate keeps g's times to the millisecond, as RethinkDB stores them, so
+// that a returned game equals its stored self.
+func truncate(g *Game) {
+	ms := func(t time.Time) time.Time { return t.Round(0).Truncate(time.Millisecond) }
+	g.Created, g.Started, g.Ended = ms(g.Created), ms(g.Started), ms(g.Ended)
+	for i := range g.History {
+		g.History[i].At = ms(g.History[i].At)
+	}
 }

@@ -133,7 +133,7 @@ func TestRethinkReplicas(t *testing.T) {
 			for i, p := range []string{x, o, x, o} {
 				for sq := range 9 {
 					wg.Go(func() {
-						g, err := s[i%2].Move(t.Context(), w.ID, p, sq%3, sq/3)
+						g, err := s[i%2].Move(t.Context(), w.ID, p, sq%3, sq/3, "")
 						if err == nil {
 							mu.Lock()
 							accepted[g.Moves]++
@@ -208,6 +208,115 @@ func TestRethinkReplicas(t *testing.T) {
 		}
 	})
 
+	// Spectators come and go through both replicas while the players move:
+	// no increment is lost and every move is applied once.
+	t.Run("UpdatesAcrossReplicas", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		x, o := store.NewID(), store.NewID()
+		w, err := s[0].Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := s[1].Join(t.Context(), o, store.NewID())
+		if err != nil || g.ID != w.ID {
+			t.Fatalf("Join on the other replica = %+v, %v; want game %s", g, err, w.ID)
+		}
+		const n = 60
+		var mu sync.Mutex
+		accepted := map[int]int{}
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				if _, err := s[i%2].Update(t.Context(), g.ID, func(g *store.Game) error { g.Watch(+1); return nil }); err != nil {
+					t.Errorf("update %d: %v", i, err)
+				}
+			})
+		}
+		for i, p := range []string{x, o, x, o} {
+			for sq := range 9 {
+				wg.Go(func() {
+					if got, err := s[i%2].Move(t.Context(), g.ID, p, sq%3, sq/3, ""); err == nil {
+						mu.Lock()
+						accepted[got.Moves]++
+						mu.Unlock()
+					}
+				})
+			}
+		}
+		wg.Wait()
+		final, err := s[0].Game(t.Context(), g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if final.Spectators != n {
+			t.Errorf("spectators = %d, want %d", final.Spectators, n)
+		}
+		if want := g.Version + n + int64(final.Moves); final.Version != want {
+			t.Errorf("version = %d, want %d (%d before, %d updates, %d moves)", final.Version, want, g.Version, n, final.Moves)
+		}
+		if len(accepted) != final.Moves {
+			t.Errorf("accepted move numbers %v, game has %d moves", accepted, final.Moves)
+		}
+		for m, c := range accepted {
+			if c != 1 {
+				t.Errorf("move %d accepted %d times, want once", m, c)
+			}
+		}
+	})
+
+	// Two friends use one invite code at once, each through a replica:
+	// exactly one gets in, the other finds the code used.
+	t.Run("JoinInviteAcrossReplicas", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		for round := range 10 {
+			x, code := store.NewID(), store.NewInvite()
+			w, err := s[round%2].Create(t.Context(), store.Game{ID: store.NewID(), PlayerX: x, Game: game.New(),
+				Mode: store.ModeFriend, Invite: code, Created: time.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			joiners := [2]string{store.NewID(), store.NewID()}
+			var games [2]store.Game
+			var errs [2]error
+			var wg sync.WaitGroup
+			for i := range 2 {
+				wg.Go(func() { games[i], errs[i] = s[i].JoinInvite(t.Context(), joiners[i], code) })
+			}
+			wg.Wait()
+			in := -1
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					if in >= 0 {
+						t.Fatalf("round %d: both joiners got in: %+v, %+v", round, games[0], games[1])
+					}
+					in = i
+				case !errors.Is(err, store.ErrNotFound):
+					t.Fatalf("round %d: joiner %d: %v, want ErrNotFound", round, i, err)
+				}
+			}
+			if in < 0 {
+				t.Fatalf("round %d: nobody got in: %v", round, errs)
+			}
+			stored, err := s[1-in].Game(t.Context(), w.ID)
+			if err != nil || stored.PlayerO != joiners[in] || stored.Status != game.InProgress || stored.Invite != "" || stored.Version != 1 {
+				t.Fatalf("round %d: stored %+v, %v; want joiner %d in progress at version 1", round, stored, err, in)
+			}
+			for i, p := range joiners {
+				a, err := s[i].Active(t.Context(), p)
+				switch {
+				case i == in && (err != nil || a.ID != w.ID):
+					t.Errorf("round %d: Active(winner) = %s, %v; want %s", round, a.ID, err, w.ID)
+				case i != in && !errors.Is(err, store.ErrNotFound):
+					t.Errorf("round %d: Active(loser) = %s, %v; want ErrNotFound", round, a.ID, err)
+				}
+			}
+		}
+		converge(t, s[:], store.Stats{store.TotalGames: 10, store.GamesInProgress: 10})
+	})
+
 	t.Run("Games", func(t *testing.T) {
 		t.Parallel()
 		s := two(t)
@@ -272,6 +381,49 @@ func TestRethinkReplicas(t *testing.T) {
 		}
 		converge(t, stores, store.Stats{store.TotalGames: 1, store.GamesInProgress: 1})
 	})
+}
+
+// TestRethinkOldDocuments loads and updates games written before the players
+// features: no version, mode, away, rematch or spectators.
+func TestRethinkOldDocuments(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	db := newDB()
+	s := openRethink(t, addr, db)
+	sess, err := r.Connect(r.ConnectOpts{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	old := []any{
+		map[string]any{"id": "old1", "status": "in-progress", "playerX": "x", "playerO": "o", "created": at, "started": at,
+			"moves": []any{map[string]any{"x": 1, "y": 1, "team": "x", "at": at}}},
+		map[string]any{"id": "old2", "status": "waiting", "playerX": "w", "created": at, "moves": []any{}},
+	}
+	if _, err := r.DB(db).Table("games").Insert(old).RunWrite(sess); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.Game(t.Context(), "old1")
+	if err != nil || g.Version != 0 || g.Mode != store.ModeQuick || g.Moves != 1 || g.Away != [2]int64{} || g.Spectators != 0 {
+		t.Fatalf("Game(old1) = %+v, %v", g, err)
+	}
+	if g, err = s.Move(t.Context(), "old1", "o", 0, 0, "m"); err != nil || g.Version != 1 || g.Moves != 2 {
+		t.Fatalf("Move on an old game = version %d, %d moves, %v; want version 1, 2 moves", g.Version, g.Moves, err)
+	}
+	if g, err = s.Update(t.Context(), "old1", func(g *store.Game) error { return g.SetAway("x", 5) }); err != nil || g.Away != [2]int64{5, 0} {
+		t.Fatalf("SetAway = %v, %v", g.Away, err)
+	}
+	loaded, err := s.Game(t.Context(), "old1")
+	if err != nil || loaded.Version != 2 || loaded.Away != [2]int64{5, 0} || loaded.MoveNumber("m") != 2 {
+		t.Fatalf("stored %+v, %v", loaded, err)
+	}
+	if live, err := s.Live(t.Context(), 10); err != nil || len(live) != 1 || live[0].ID != "old1" {
+		t.Errorf("Live = %v, %v; want old1", live, err)
+	}
+	if g, err := s.Leave(t.Context(), "old2", "w"); err != nil || g.Status != game.Waiting {
+		t.Errorf("Leave(old2) = %+v, %v", g, err)
+	}
 }
 
 // converge waits until every store reports want (PlayersOnline aside).
@@ -359,7 +511,7 @@ func TestRethinkFeedSurvivesOutage(t *testing.T) {
 		if _, err := s.Join(t.Context(), store.NewID(), store.NewID()); err != nil {
 			t.Fatal(err)
 		}
-		g, err := s.Move(t.Context(), w.ID, x, 1, 1)
+		g, err := s.Move(t.Context(), w.ID, x, 1, 1, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,7 +523,7 @@ func TestRethinkFeedSurvivesOutage(t *testing.T) {
 	p.cut()
 	play(direct)
 	time.Sleep(2 * time.Second)
-	if _, err := cut.Move(t.Context(), "nope", "x", 0, 0); err == nil || errors.Is(err, store.ErrNotFound) {
+	if _, err := cut.Move(t.Context(), "nope", "x", 0, 0, ""); err == nil || errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Move while cut off = %v, want a connection error", err)
 	}
 	p.restore()
@@ -510,7 +662,7 @@ func BenchmarkRethinkMove(b *testing.B) {
 				p = g.PlayerO
 			}
 			start := time.Now()
-			if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1]); err != nil {
+			if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1], ""); err != nil {
 				b.Fatal(err)
 			}
 			lat = append(lat, time.Since(start))

@@ -24,13 +24,58 @@ var (
 	ErrConflict = errors.New("game changed concurrently")
 	// ErrClosed means the store was closed.
 	ErrClosed = errors.New("store closed")
+	// ErrDuplicateMove means the move's id was already applied; the game
+	// returned with it is unchanged.
+	ErrDuplicateMove = errors.New("move already applied")
+	// ErrNotAway means the player is not away (any more) with that deadline.
+	ErrNotAway = errors.New("player is not away")
+	// ErrNoRematch means a rematch cannot be offered in that game.
+	ErrNoRematch = errors.New("no rematch for this game")
 )
+
+// BotPlayer is the player id of the computer opponent. Human ids are hex
+// digests, so they never collide with it.
+const BotPlayer = "bot"
+
+// Mode is how a game was made.
+type Mode uint8
+
+// The modes, spelled "quick", "friend" and "bot".
+const (
+	ModeQuick Mode = iota
+	ModeFriend
+	ModeBot
+)
+
+var modeNames = [...]string{"quick", "friend", "bot"}
+
+// String returns the mode's spelling.
+func (m Mode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+func parseMode(s string) (Mode, error) {
+	if s == "" {
+		return ModeQuick, nil
+	}
+	for i, n := range modeNames {
+		if n == s {
+			return Mode(i), nil
+		}
+	}
+	return 0, fmt.Errorf("unknown mode %q", s)
+}
 
 // Move is one move of a game's history.
 type Move struct {
 	X, Y int
 	Team game.Mark
 	At   time.Time
+	// ID is the client's id for the move, so that a resent move is applied once.
+	ID string
 }
 
 // Game is a stored game: its players, its state and its history.
@@ -43,6 +88,23 @@ type Game struct {
 	Created time.Time
 	Started time.Time // zero while waiting
 	Ended   time.Time // zero until the game is over
+
+	Mode   Mode
+	Level  string // the bot's level in ModeBot games
+	Invite string // the invite code of a waiting ModeFriend game
+	// Reason says how a game ended: "line", "draw", "forfeit" or "resign".
+	Reason string
+	// Away holds, for X then O, the unix millisecond deadline by which a
+	// player whose socket dropped must be back; 0 while present.
+	Away [2]int64
+	// Rematch says, for X then O, who offered a rematch; Next is the id of
+	// the rematch once both did.
+	Rematch    [2]bool
+	Next       string
+	Spectators int
+	// Version counts the writes of the game; stores write a game only if it
+	// still has the version they read (compare-and-set).
+	Version int64
 }
 
 // Team returns the team player plays in g, or game.Empty if it does not play.
@@ -65,6 +127,15 @@ func NewID() string {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))[:12]
+}
+
+// NewInvite returns a random invite code: 10 characters of [a-z2-7] (50 bits).
+func NewInvite() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return strings.ToLower(base32.StdEncoding.EncodeToString(b[:]))[:10]
 }
 
 // Stat names one live statistic.

@@ -17,7 +17,12 @@ import (
 type Store interface {
 	Join(ctx context.Context, player, newID string) (store.Game, error)
 	Leave(ctx context.Context, id, player string) (store.Game, error)
-	Move(ctx context.Context, id, player string, x, y int) (store.Game, error)
+	Move(ctx context.Context, id, player string, x, y int, moveID string) (store.Game, error)
+	Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error)
+	Create(ctx context.Context, g store.Game) (store.Game, error)
+	JoinInvite(ctx context.Context, player, code string) (store.Game, error)
+	Active(ctx context.Context, player string) (store.Game, error)
+	Live(ctx context.Context, limit int) ([]store.Game, error)
 	Game(ctx context.Context, id string) (store.Game, error)
 	Stats(ctx context.Context) (store.Stats, error)
 	WatchStats(ctx context.Context) (*store.Subscription, error)
@@ -40,6 +45,14 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ConcurrentJoins", testConcurrentJoins},
 		{"ConcurrentMoves", testConcurrentMoves},
 		{"WatchStats", testWatchStats},
+		{"MoveIDsApplyOnce", testMoveIDs},
+		{"Resign", testResign},
+		{"AwayAndForfeit", testAwayForfeit},
+		{"FriendInvite", testInvite},
+		{"BotGame", testBotGame},
+		{"Rematch", testRematch},
+		{"ActiveAndLive", testActiveLive},
+		{"ConcurrentUpdates", testConcurrentUpdates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +158,7 @@ func testPlayToEnd(t *testing.T, s Store) {
 				p = o
 			}
 			var err error
-			if g, err = s.Move(ctx(t), g.ID, p, m[0], m[1]); err != nil {
+			if g, err = s.Move(ctx(t), g.ID, p, m[0], m[1], ""); err != nil {
 				t.Fatalf("move %d: %v", i+1, err)
 			}
 			moves++
@@ -172,7 +185,7 @@ func testPlayToEnd(t *testing.T, s Store) {
 
 func testRefusals(t *testing.T, s Store) {
 	g, x, o := start(t, s)
-	if _, err := s.Move(ctx(t), g.ID, x, 1, 1); err != nil {
+	if _, err := s.Move(ctx(t), g.ID, x, 1, 1, ""); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -188,7 +201,7 @@ func testRefusals(t *testing.T, s Store) {
 		{"no such game", "nope", o, 0, 0, store.ErrNotFound},
 	}
 	for _, tt := range tests {
-		if _, err := s.Move(ctx(t), tt.id, tt.p, tt.x, tt.y); !errors.Is(err, tt.target) {
+		if _, err := s.Move(ctx(t), tt.id, tt.p, tt.x, tt.y, ""); !errors.Is(err, tt.target) {
 			t.Errorf("%s: got %v, want %v", tt.name, err, tt.target)
 		}
 	}
@@ -201,7 +214,7 @@ func testRefusals(t *testing.T, s Store) {
 
 func testAbandon(t *testing.T, s Store) {
 	g, x, o := start(t, s)
-	if _, err := s.Move(ctx(t), g.ID, x, 0, 0); err != nil {
+	if _, err := s.Move(ctx(t), g.ID, x, 0, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	a, err := s.Leave(ctx(t), g.ID, o)
@@ -211,7 +224,7 @@ func testAbandon(t *testing.T, s Store) {
 	if _, err := s.Leave(ctx(t), g.ID, x); !errors.Is(err, game.ErrOver) {
 		t.Errorf("second Leave = %v, want game.ErrOver", err)
 	}
-	if _, err := s.Move(ctx(t), g.ID, x, 1, 1); !errors.Is(err, game.ErrOver) {
+	if _, err := s.Move(ctx(t), g.ID, x, 1, 1, ""); !errors.Is(err, game.ErrOver) {
 		t.Errorf("Move after abandon = %v, want game.ErrOver", err)
 	}
 	eventually(t, s, store.Stats{store.TotalGames: 1, store.TotalMoves: 1, store.AbandonedGames: 1})
@@ -268,7 +281,7 @@ func testConcurrentMoves(t *testing.T, s Store) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					got, err := s.Move(ctx(t), g.ID, p, sq%3, sq/3)
+					got, err := s.Move(ctx(t), g.ID, p, sq%3, sq/3, "")
 					if err == nil {
 						mu.Lock()
 						accepted[got.Moves]++
@@ -307,7 +320,7 @@ func testWatchStats(t *testing.T, s Store) {
 		t.Errorf("first value of an empty store = %v", first)
 	}
 	g, x, _ := start(t, s)
-	if _, err := s.Move(ctx(t), g.ID, x, 0, 0); err != nil {
+	if _, err := s.Move(ctx(t), g.ID, x, 0, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetOnline(ctx(t), 2); err != nil {
@@ -362,4 +375,223 @@ func format(s store.Stats) string {
 		out += fmt.Sprintf("%s=%d ", store.Stat(i), v)
 	}
 	return out
+}
+
+func testMoveIDs(t *testing.T, s Store) {
+	g, x, o := start(t, s)
+	first, err := s.Move(ctx(t), g.ID, x, 1, 1, "m1")
+	if err != nil || first.Moves != 1 {
+		t.Fatalf("Move = %d moves, %v", first.Moves, err)
+	}
+	again, err := s.Move(ctx(t), g.ID, x, 1, 1, "m1")
+	if !errors.Is(err, store.ErrDuplicateMove) || again.Moves != 1 || again.MoveNumber("m1") != 1 {
+		t.Fatalf("resent move = %d moves, %v; want ErrDuplicateMove with the game unchanged", again.Moves, err)
+	}
+	// The same id from the other player is another move.
+	if g, err = s.Move(ctx(t), g.ID, o, 0, 0, "m1"); err != nil || g.Moves != 2 {
+		t.Fatalf("o's move m1 = %d moves, %v", g.Moves, err)
+	}
+	eventually(t, s, store.Stats{store.TotalGames: 1, store.TotalMoves: 2, store.GamesInProgress: 1})
+}
+
+func testResign(t *testing.T, s Store) {
+	g, x, o := start(t, s)
+	if _, err := s.Move(ctx(t), g.ID, x, 1, 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Leave(ctx(t), g.ID, x)
+	if err != nil || r.Status != game.Abandoned || r.Winner != game.O || r.Reason != "resign" {
+		t.Fatalf("resign = %v %v %q, %v; want abandoned, o wins, resign", r.Status, r.Winner, r.Reason, err)
+	}
+	if _, err := s.Leave(ctx(t), g.ID, o); !errors.Is(err, game.ErrOver) {
+		t.Errorf("leave after the end = %v, want game.ErrOver", err)
+	}
+	eventually(t, s, store.Stats{store.TotalGames: 1, store.TotalMoves: 1, store.AbandonedGames: 1})
+}
+
+func testAwayForfeit(t *testing.T, s Store) {
+	g, x, o := start(t, s)
+	now := time.Now()
+	away, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.SetAway(o, 1000) })
+	if err != nil || away.Away != [2]int64{0, 1000} || away.Version <= g.Version {
+		t.Fatalf("SetAway = %v (version %d after %d), %v", away.Away, away.Version, g.Version, err)
+	}
+	// Back in time: the forfeit with the old deadline is refused.
+	if _, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.SetBack(o) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.Forfeit(o, 1000, now) }); !errors.Is(err, store.ErrNotAway) {
+		t.Fatalf("forfeit after coming back = %v, want ErrNotAway", err)
+	}
+	// Away again and gone for good.
+	if _, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.SetAway(o, 2000) }); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.Forfeit(o, 2000, now) })
+	if err != nil || f.Status != game.Abandoned || f.Winner != game.X || f.Reason != "forfeit" {
+		t.Fatalf("forfeit = %v %v %q, %v", f.Status, f.Winner, f.Reason, err)
+	}
+	loaded, err := s.Game(ctx(t), g.ID)
+	if err != nil || loaded.Reason != "forfeit" || loaded.Winner != game.X || loaded.Team(x) != game.X {
+		t.Fatalf("stored forfeit %+v, %v", loaded, err)
+	}
+	eventually(t, s, store.Stats{store.TotalGames: 1, store.AbandonedGames: 1})
+}
+
+func testInvite(t *testing.T, s Store) {
+	x, o := store.NewID(), store.NewID()
+	code := store.NewInvite()
+	w, err := s.Create(ctx(t), store.Game{ID: store.NewID(), PlayerX: x, Game: game.New(), Mode: store.ModeFriend, Invite: code, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Quick matching never pairs with a friend's game.
+	q, err := s.Join(ctx(t), store.NewID(), store.NewID())
+	if err != nil || q.ID == w.ID {
+		t.Fatalf("quick join took the friend game: %+v, %v", q, err)
+	}
+	if _, err := s.JoinInvite(ctx(t), o, "nope234567"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("wrong code = %v, want ErrNotFound", err)
+	}
+	if _, err := s.JoinInvite(ctx(t), x, code); !errors.Is(err, store.ErrNotPlayer) {
+		t.Errorf("creator joining own invite = %v, want ErrNotPlayer", err)
+	}
+	g, err := s.JoinInvite(ctx(t), o, code)
+	if err != nil || g.ID != w.ID || g.Status != game.InProgress || g.PlayerO != o || g.Invite != "" || g.Mode != store.ModeFriend {
+		t.Fatalf("JoinInvite = %+v, %v", g, err)
+	}
+	if _, err := s.JoinInvite(ctx(t), store.NewID(), code); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("used code = %v, want ErrNotFound", err)
+	}
+	// A cancelled invite is gone.
+	c2 := store.NewInvite()
+	w2, err := s.Create(ctx(t), store.Game{ID: store.NewID(), PlayerX: x, Game: game.New(), Mode: store.ModeFriend, Invite: c2, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Leave(ctx(t), w2.ID, x); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.JoinInvite(ctx(t), o, c2); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("cancelled code = %v, want ErrNotFound", err)
+	}
+}
+
+func testBotGame(t *testing.T, s Store) {
+	p := store.NewID()
+	g := store.Game{ID: store.NewID(), PlayerX: p, PlayerO: store.BotPlayer, Game: game.New(), Mode: store.ModeBot, Level: "hard", Created: time.Now(), Started: time.Now()}
+	if err := g.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx(t), g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Move(ctx(t), g.ID, p, 1, 1, "a"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Move(ctx(t), g.ID, store.BotPlayer, 0, 0, "")
+	if err != nil || got.Moves != 2 || got.Level != "hard" || got.Mode != store.ModeBot {
+		t.Fatalf("bot move = %+v, %v", got, err)
+	}
+	eventually(t, s, store.Stats{store.TotalGames: 1, store.TotalMoves: 2, store.GamesInProgress: 1})
+}
+
+func testRematch(t *testing.T, s Store) {
+	g, x, o := start(t, s)
+	if _, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { _, err := g.OfferRematch(x, "n1"); return err }); !errors.Is(err, store.ErrNoRematch) {
+		t.Fatalf("rematch of a game in progress = %v, want ErrNoRematch", err)
+	}
+	for i, m := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+		p := []string{x, o}[i%2]
+		if _, err := s.Move(ctx(t), g.ID, p, m[0], m[1], ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := store.NewID()
+	var both bool
+	one, err := s.Update(ctx(t), g.ID, func(g *store.Game) (err error) { both, err = g.OfferRematch(x, next); return err })
+	if err != nil || both || one.Rematch != [2]bool{true, false} || one.Next != "" {
+		t.Fatalf("first offer = %v %q both=%v, %v", one.Rematch, one.Next, both, err)
+	}
+	two, err := s.Update(ctx(t), g.ID, func(g *store.Game) (err error) { both, err = g.OfferRematch(o, next); return err })
+	if err != nil || !both || two.Next != next {
+		t.Fatalf("second offer = %v %q both=%v, %v", two.Rematch, two.Next, both, err)
+	}
+	r, err := s.Create(ctx(t), store.RematchOf(&two, time.Now()))
+	if err != nil || r.PlayerX != o || r.PlayerO != x || r.Status != game.InProgress {
+		t.Fatalf("rematch game = %+v, %v", r, err)
+	}
+	active, err := s.Active(ctx(t), x)
+	if err != nil || active.ID != next {
+		t.Errorf("x's active game = %s, %v; want the rematch %s", active.ID, err, next)
+	}
+	eventually(t, s, store.Stats{store.TotalGames: 2, store.TotalMoves: 5, store.WonByX: 1, store.GamesInProgress: 1})
+}
+
+func testActiveLive(t *testing.T, s Store) {
+	p := store.NewID()
+	if _, err := s.Active(ctx(t), p); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Active of a newcomer = %v, want ErrNotFound", err)
+	}
+	g, x, o := start(t, s)
+	g2, _, _ := start(t, s)
+	w, err := s.Join(ctx(t), p, store.NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := s.Active(ctx(t), p); err != nil || a.ID != w.ID {
+		t.Errorf("Active while waiting = %s, %v; want %s", a.ID, err, w.ID)
+	}
+	for _, q := range []string{x, o} {
+		if a, err := s.Active(ctx(t), q); err != nil || a.ID != g.ID {
+			t.Errorf("Active in game = %s, %v; want %s", a.ID, err, g.ID)
+		}
+	}
+	live, err := s.Live(ctx(t), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, l := range live {
+		ids[l.ID] = true
+	}
+	if !ids[g.ID] || !ids[g2.ID] || ids[w.ID] {
+		t.Errorf("Live = %v; want %s and %s, not the waiting %s", ids, g.ID, g2.ID, w.ID)
+	}
+	if _, err := s.Leave(ctx(t), g.ID, x); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Active(ctx(t), o); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Active after the game ended = %v, want ErrNotFound", err)
+	}
+	live, _ = s.Live(ctx(t), 100)
+	for _, l := range live {
+		if l.ID == g.ID {
+			t.Error("an ended game is still live")
+		}
+	}
+	if one, _ := s.Live(ctx(t), 1); len(one) != 1 {
+		t.Errorf("Live(1) gave %d games", len(one))
+	}
+}
+
+// testConcurrentUpdates: many goroutines bump the spectators of one game at
+// once; with compare-and-set none of the increments is lost.
+func testConcurrentUpdates(t *testing.T, s Store) {
+	g, _, _ := start(t, s)
+	var wg sync.WaitGroup
+	for range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { g.Watch(+1); return nil }); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.Game(ctx(t), g.ID)
+	if err != nil || got.Spectators != 40 {
+		t.Fatalf("spectators = %d, %v; want 40", got.Spectators, err)
+	}
 }

@@ -1,0 +1,553 @@
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
+)
+
+// handle acts on one frame. Errors are refusals for the client.
+func (c *conn) handle(data []byte) error {
+	req, err := decode(data)
+	if err != nil {
+		return err
+	}
+	first := c.said == 0
+	c.said++
+	switch req.action {
+	case actionPing:
+		if c.charge() { // a ping changes nothing, so it counts against the limit
+			c.enqueue(framePong)
+		}
+		return nil
+	case actionHello:
+		if !first {
+			return refuse("bad_session", "hello must be the first message on a socket.")
+		}
+		return c.hello(req.token)
+	case actionJoin:
+		return c.join(req)
+	case actionFill:
+		start := time.Now()
+		err := c.move(req)
+		result := "applied"
+		if err != nil {
+			result = toClientError(err).Code
+		} else {
+			c.hub.metrics.move.Observe(time.Since(start).Seconds())
+		}
+		c.hub.metrics.moves.WithLabelValues(result).Inc()
+		return err
+	case actionRematch:
+		return c.rematch(req.gameID)
+	case actionSpectate:
+		return c.spectate(req.gameID)
+	case actionLeave:
+		return c.leaveGame(req.gameID)
+	case actionList:
+		return c.listGames()
+	case actionUnlist:
+		c.listing.Store(false)
+		return nil
+	case actionSync:
+		return c.sync(req.gameID)
+	}
+	return refuse("unknown_action", "Unknown action.")
+}
+
+// storeCtx bounds one store call made for this socket.
+func (c *conn) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
+}
+
+// A session token is 128 random bits in hex. The player id stored in games is
+// a digest of it, so neither the store nor the logs ever hold a token, and
+// knowing a player id (it is no secret) does not let anyone act as the player.
+func validToken(t string) bool {
+	if len(t) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(t)
+	return err == nil && t == toLower(t)
+}
+
+func toLower(s string) string {
+	b := []byte(s)
+	for i, ch := range b {
+		if 'A' <= ch && ch <= 'Z' {
+			b[i] = ch + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func playerOf(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:16])
+}
+
+// hello adopts the client's session, or gives it a new one, and puts the
+// player back into its game if it has one in progress.
+func (c *conn) hello(token string) error {
+	if !validToken(token) {
+		token = newPlayerID()
+	}
+	c.player = playerOf(token)
+	c.enqueue(frameSession(token))
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	g, err := c.hub.store.Active(ctx, c.player)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case g.Status == game.Waiting:
+		// Waiting games belong to a socket; this one's is gone. Free the
+		// queue: the page offers a new game.
+		c.cancelWaiting(ctx, g.ID)
+		return nil
+	}
+	return c.attach(ctx, g)
+}
+
+// attach puts the socket back in a game it plays: the game's state first,
+// then its messages, and the opponent learns the player is back.
+func (c *conn) attach(ctx context.Context, g store.Game) error {
+	team := g.Team(c.player)
+	if team == game.Empty {
+		return refuse("not_in_game", "You do not play in that game.")
+	}
+	c.hold()
+	defer c.release()
+	if err := c.switchRoom(ctx, g.ID, team, false); err != nil {
+		return err
+	}
+	c.room.observe(g.Status, g.Moves)
+	if g.Away[team-1] != 0 {
+		back, err := c.hub.store.Update(ctx, g.ID, func(g *store.Game) error { return g.SetBack(c.player) })
+		if err == nil {
+			g = back
+			c.hub.publish(ctx, &g, framePlayerBack(g.ID, team))
+		}
+	}
+	c.enqueue(frameJoinGame(&g, team))
+	c.enqueue(frameState(&g, team))
+	c.hub.scheduleBot(g)
+	return nil
+}
+
+// switchRoom leaves the socket's current room, if any, and enters game id's.
+func (c *conn) switchRoom(ctx context.Context, id string, team game.Mark, watching bool) error {
+	if c.room != nil && c.room.id == id {
+		c.setRoom(c.room, team, watching)
+		return nil
+	}
+	r, err := c.hub.enter(ctx, id, c)
+	if err != nil {
+		return err
+	}
+	c.dropRoom()
+	c.setRoom(r, team, watching)
+	c.listing.Store(false)
+	return nil
+}
+
+func (c *conn) dropRoom() {
+	if c.room != nil {
+		r := c.room
+		c.setRoom(nil, game.Empty, false)
+		c.hub.exit(r, c)
+	}
+}
+
+func (c *conn) setRoom(r *room, team game.Mark, watching bool) {
+	c.room, c.team, c.watching = r, team, watching
+	c.seat.Store(int32(team))
+}
+
+// join puts the player in a new game, by the mode asked.
+func (c *conn) join(req request) error {
+	if c.room != nil && !c.watching {
+		switch c.room.status() {
+		case game.Waiting:
+			if req.mode == "quick" {
+				if c.charge() { // already waiting: nothing changed
+					c.enqueue(frameJoinGame(&store.Game{ID: c.room.id}, c.team))
+				}
+				return nil
+			}
+			return refuse("already_playing", "Cancel your waiting game first (leaveGame).")
+		case game.InProgress:
+			if req.mode != "attach" || req.gameID != c.room.id {
+				return refuse("already_playing", "Finish or leave your current game first.")
+			}
+		}
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	switch req.mode {
+	case "attach":
+		g, err := c.hub.store.Game(ctx, req.gameID)
+		if err != nil {
+			return err
+		}
+		return c.attach(ctx, g)
+	case "invite":
+		return c.joinInvite(ctx, req.invite)
+	case "friend", "bot":
+		return c.create(ctx, req)
+	}
+	return c.quickMatch(ctx)
+}
+
+// quickMatch pairs the player with whoever waits, or makes it wait.
+func (c *conn) quickMatch(ctx context.Context) error {
+	// Listen to the game we may open before opening it, so that the
+	// opponent's first message cannot arrive before we do.
+	id := c.hub.opt.NewID()
+	c.hold()
+	defer c.release()
+	if err := c.switchRoom(ctx, id, game.X, false); err != nil {
+		return err
+	}
+	start := time.Now()
+	g, err := c.hub.store.Join(ctx, c.player, id)
+	c.hub.observeStore("join", start, err)
+	if err != nil {
+		c.dropRoom()
+		return err
+	}
+	if g.ID != id {
+		if err := c.switchRoom(ctx, g.ID, g.Team(c.player), false); err != nil {
+			return err
+		}
+	}
+	c.room.observe(g.Status, g.Moves)
+	c.setRoom(c.room, g.Team(c.player), false)
+	c.hub.log.Debug("joined game", "game", g.ID, "team", c.team.String(), "player", c.tag)
+	c.enqueue(frameJoinGame(&g, c.team))
+	if g.Status == game.Waiting {
+		c.enqueue(frameStatus(&g))
+		return nil
+	}
+	c.hub.log.Info("game started", "game", g.ID, "mode", g.Mode.String())
+	return c.hub.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(&g))
+}
+
+// create opens a friend's game (waiting, with an invite code) or a game
+// against the computer (started at once, the player as X).
+func (c *conn) create(ctx context.Context, req request) error {
+	now := c.hub.opt.Now()
+	g := store.Game{ID: c.hub.opt.NewID(), PlayerX: c.player, Game: game.New(), Created: now}
+	if req.mode == "friend" {
+		g.Mode, g.Invite = store.ModeFriend, store.NewInvite()
+	} else {
+		g.Mode, g.Level, g.PlayerO, g.Started = store.ModeBot, req.level.String(), store.BotPlayer, now
+		if err := g.Start(); err != nil {
+			return err
+		}
+	}
+	c.hold()
+	defer c.release()
+	if err := c.switchRoom(ctx, g.ID, game.X, false); err != nil {
+		return err
+	}
+	g, err := c.hub.store.Create(ctx, g)
+	if err != nil {
+		c.dropRoom()
+		return err
+	}
+	c.room.observe(g.Status, g.Moves)
+	c.hub.log.Debug("joined game", "game", g.ID, "team", "x", "player", c.tag, "mode", g.Mode.String())
+	c.enqueue(frameJoinGame(&g, game.X))
+	if g.Status == game.Waiting {
+		c.enqueue(frameStatus(&g))
+		return nil
+	}
+	c.hub.log.Info("game started", "game", g.ID, "mode", g.Mode.String(), "level", g.Level)
+	return c.hub.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(&g))
+}
+
+// joinInvite takes the O seat of a friend's waiting game.
+func (c *conn) joinInvite(ctx context.Context, code string) error {
+	g, err := c.hub.store.JoinInvite(ctx, c.player, code)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return refuse("invite_not_found", "That invite link is not valid any more: ask your friend for a new one.")
+	case errors.Is(err, store.ErrNotPlayer):
+		return refuse("invite_not_found", "That is your own invite link: send it to a friend.")
+	case err != nil:
+		return err
+	}
+	c.hold()
+	defer c.release()
+	if err := c.switchRoom(ctx, g.ID, game.O, false); err != nil {
+		return err
+	}
+	c.room.observe(g.Status, g.Moves)
+	c.hub.log.Debug("joined game", "game", g.ID, "team", "o", "player", c.tag, "mode", "friend")
+	c.hub.log.Info("game started", "game", g.ID, "mode", "friend")
+	c.enqueue(frameJoinGame(&g, game.O))
+	return c.hub.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(&g))
+}
+
+// move plays a square in the player's game and tells everyone in it.
+func (c *conn) move(req request) error {
+	if c.room == nil || c.room.id != req.gameID || c.watching {
+		return refuse("not_in_game", "You do not play in that game.")
+	}
+	if req.x < 0 || req.x >= game.Size || req.y < 0 || req.y >= game.Size {
+		return game.ErrOffBoard
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	start := time.Now()
+	g, err := c.hub.store.Move(ctx, req.gameID, c.player, req.x, req.y, req.moveID)
+	c.hub.observeStore("move", start, err)
+	if errors.Is(err, store.ErrDuplicateMove) {
+		c.enqueue(frameMoveAck(g.ID, req.moveID, g.MoveNumber(req.moveID)))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if req.moveID != "" {
+		c.enqueue(frameMoveAck(g.ID, req.moveID, g.Moves))
+	}
+	return c.hub.published(ctx, g)
+}
+
+// published tells everyone in g's game about its last move, and lets the
+// computer answer if it plays there.
+func (h *Hub) published(ctx context.Context, g store.Game) error {
+	if !g.Status.Over() {
+		if err := h.publish(ctx, &g, frameGrid(&g)); err != nil {
+			return err
+		}
+		h.scheduleBot(g)
+		return nil
+	}
+	h.ended(&g)
+	return h.publish(ctx, &g, frameGrid(&g), frameStatus(&g), frameWinner(&g))
+}
+
+// ended counts and logs a game that just ended on this replica.
+func (h *Hub) ended(g *store.Game) {
+	result := g.Winner.String()
+	switch {
+	case g.Status == game.FinishedDraw:
+		result = "draw"
+	case g.Status == game.Abandoned:
+		result = "abandoned"
+	}
+	h.metrics.games.WithLabelValues(result).Inc()
+	h.log.Info("game over", "game", g.ID, "status", g.Status.String(), "winner", g.Winner.String(), "reason", g.Reason, "moves", g.Moves)
+}
+
+// rematch offers a rematch of the finished game; the second offer starts it.
+func (c *conn) rematch(id string) error {
+	if c.room == nil || c.room.id != id || c.watching {
+		return refuse("not_in_game", "You do not play in that game.")
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	next := c.hub.opt.NewID()
+	var both bool
+	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) (err error) {
+		both, err = g.OfferRematch(c.player, next)
+		return err
+	})
+	if errors.Is(err, store.ErrNoRematch) {
+		return refuse("rematch_unavailable", "A rematch needs a game that ended on the board.")
+	}
+	if err != nil {
+		return err
+	}
+	frames := [][]byte{frameRematchOffer(id, c.team)}
+	if both {
+		n, err := c.hub.store.Create(ctx, store.RematchOf(&g, c.hub.opt.Now()))
+		if err != nil {
+			return err
+		}
+		c.hub.log.Info("game started", "game", n.ID, "mode", n.Mode.String(), "rematch_of", id)
+		frames = append(frames, frameRematch(id, n.ID))
+		defer c.hub.scheduleBot(n)
+	}
+	return c.hub.publish(ctx, &g, frames...)
+}
+
+// spectate lets the socket watch a game.
+func (c *conn) spectate(id string) error {
+	if c.room != nil && !c.watching && !c.room.status().Over() {
+		return refuse("already_playing", "Finish or leave your current game first.")
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	if c.watching && c.room.id == id {
+		g, err := c.hub.store.Game(ctx, id)
+		if err != nil {
+			return err
+		}
+		c.enqueue(frameState(&g, game.Empty))
+		return nil
+	}
+	c.stopWatching(ctx)
+	g, err := c.hub.store.Game(ctx, id)
+	if err != nil {
+		return err
+	}
+	if g.Status == game.Waiting {
+		return refuse("not_in_game", "That game has not started.")
+	}
+	c.hold()
+	defer c.release()
+	if err := c.switchRoom(ctx, id, game.Empty, true); err != nil {
+		return err
+	}
+	if g, err = c.hub.store.Update(ctx, id, func(g *store.Game) error { g.Watch(+1); return nil }); err != nil {
+		c.dropRoom()
+		return err
+	}
+	c.room.observe(g.Status, g.Moves)
+	c.enqueue(frameState(&g, game.Empty))
+	return c.hub.publish(ctx, &g, frameSpectators(&g))
+}
+
+// stopWatching ends the socket's watching, if it watches.
+func (c *conn) stopWatching(ctx context.Context) {
+	if !c.watching || c.room == nil {
+		return
+	}
+	id := c.room.id
+	c.dropRoom()
+	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) error { g.Watch(-1); return nil })
+	if err == nil {
+		c.hub.publish(ctx, &g, frameSpectators(&g))
+	}
+}
+
+// leaveGame stops watching, cancels a waiting game, or resigns one in progress.
+func (c *conn) leaveGame(id string) error {
+	if c.room == nil || c.room.id != id {
+		return refuse("not_in_game", "You are not in that game.")
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	if c.watching {
+		c.stopWatching(ctx)
+		c.enqueue(frameLeft(id))
+		return nil
+	}
+	if !c.room.status().Over() {
+		g, err := c.hub.store.Leave(ctx, id, c.player)
+		if err != nil && !errors.Is(err, game.ErrOver) {
+			return err
+		}
+		if err == nil && g.Status == game.Abandoned {
+			c.hub.ended(&g)
+			c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
+		}
+	}
+	c.dropRoom()
+	c.enqueue(frameLeft(id))
+	return nil
+}
+
+// sync sends the whole state of the socket's game again.
+func (c *conn) sync(id string) error {
+	if c.room == nil || c.room.id != id {
+		return refuse("not_in_game", "You are not in that game.")
+	}
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	g, err := c.hub.store.Game(ctx, id)
+	if err != nil {
+		return err
+	}
+	c.enqueue(frameState(&g, c.team))
+	return nil
+}
+
+// listGames sends the games in progress now, and later changes.
+func (c *conn) listGames() error {
+	ctx, cancel := c.storeCtx()
+	defer cancel()
+	live, err := c.hub.store.Live(ctx, liveLimit)
+	if err != nil {
+		return err
+	}
+	c.enqueue(frameGameList(live))
+	c.listing.Store(true)
+	return nil
+}
+
+// leave runs when the socket closed: a waiting game is cancelled, a game in
+// progress waits for the player to come back for the grace period, and a
+// spectator stops watching. It has a context of its own.
+func (c *conn) leave() {
+	r := c.room
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.StoreTimeout)
+	defer cancel()
+	if c.watching {
+		c.stopWatching(ctx)
+		return
+	}
+	defer c.dropRoom()
+	switch r.status() {
+	case game.Waiting:
+		c.cancelWaiting(ctx, r.id)
+	case game.InProgress:
+		if r.hasOther(c) {
+			return // the same player is still here on another socket
+		}
+		deadline := c.hub.opt.Now().Add(c.hub.opt.Grace).UnixMilli()
+		g, err := c.hub.store.Update(ctx, r.id, func(g *store.Game) error { return g.SetAway(c.player, deadline) })
+		if err != nil {
+			if !errors.Is(err, game.ErrOver) {
+				c.hub.log.Warn("mark player away", "game", r.id, "err", err)
+			}
+			return
+		}
+		c.hub.log.Info("player away", "game", g.ID, "team", c.team.String(), "deadline", time.UnixMilli(deadline))
+		c.hub.publish(ctx, &g, framePlayerAway(g.ID, c.team, deadline))
+	}
+}
+
+// cancelWaiting takes the player's waiting game off the queue. If it started
+// in the meantime (paired on another replica a moment ago), the store
+// resigns it instead, and the opponent is told.
+func (c *conn) cancelWaiting(ctx context.Context, id string) {
+	start := time.Now()
+	g, err := c.hub.store.Leave(ctx, id, c.player)
+	c.hub.observeStore("leave", start, err)
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, game.ErrOver):
+	case err != nil:
+		c.hub.log.Warn("cancel waiting game", "game", id, "err", err)
+	case g.Status == game.Abandoned:
+		c.hub.ended(&g)
+		c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
+	}
+}
+
+// publish sends frames to everyone in g's game, on every replica.
+func (h *Hub) publish(ctx context.Context, g *store.Game, frames ...[]byte) error {
+	start := time.Now()
+	err := h.bus.Publish(ctx, channel(g.ID), busMessage(g, frames...))
+	h.metrics.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		h.metrics.busErrors.Inc()
+		return fmt.Errorf("publish to game %s: %w", g.ID, err)
+	}
+	return nil
+}

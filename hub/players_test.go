@@ -1,0 +1,370 @@
+package hub_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/internal/wstest"
+)
+
+// hello opens a socket with a session: token "" asks for a new one.
+func hello(t *testing.T, url, token string) (*wstest.Client, string) {
+	t.Helper()
+	c := wstest.Dial(t, url)
+	data := map[string]any{}
+	if token != "" {
+		data["token"] = token
+	}
+	c.Send(map[string]any{"action": "hello", "data": data})
+	var s struct{ Token string }
+	c.Expect("session").Decode(t, &s)
+	if len(s.Token) != 32 {
+		t.Fatalf("session token %q", s.Token)
+	}
+	return c, s.Token
+}
+
+type state struct {
+	GameID, Team, Status, Mode string
+	Move                       int
+	Grid                       [3][3]string
+	Winner, Reason, Invite     *string
+	OpponentAway               *struct {
+		Team     string
+		Deadline int64
+	}
+	Spectators int
+	Rematch    struct{ X, O bool }
+}
+
+func expectState(t *testing.T, c *wstest.Client) state {
+	t.Helper()
+	var s state
+	c.Expect("state").Decode(t, &s)
+	return s
+}
+
+// TestResume: a player whose socket drops comes back with its session token
+// to the same game, with its full state; the opponent sees it go and return.
+func TestResume(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{Grace: 10 * time.Second})
+	x, tx := hello(t, s.url, "")
+	o, _ := hello(t, s.url, "")
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	x.WS.Close(websocket.StatusGoingAway, "reload")
+	o.Expect("playerAway")
+
+	back, token := hello(t, s.url, tx)
+	if token != tx {
+		t.Fatalf("session changed from %s to %s", tx, token)
+	}
+	var j struct{ GameID, Team string }
+	back.Expect("joinGame").Decode(t, &j)
+	st := expectState(t, back)
+	if j.GameID != x.GameID || st.Team != "x" || st.Move != 1 || st.Grid[1][1] != "x" || st.Status != "in-progress" || st.OpponentAway != nil {
+		t.Fatalf("resumed %+v %+v", j, st)
+	}
+	o.Expect("playerBack")
+	back.Expect("playerBack") // everyone in the game hears it, the returner too
+	back.GameID, back.Team = j.GameID, "x"
+	o.Move(back, 0, 0)
+	back.Move(o, 2, 2)
+}
+
+// TestForgedToken: a made-up or malformed token gets a fresh identity with
+// no game; it cannot reach anyone's game.
+func TestForgedToken(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{Grace: 10 * time.Second})
+	x, _ := hello(t, s.url, "")
+	o, _ := hello(t, s.url, "")
+	wstest.Pair(t, x, o)
+	for _, forged := range []string{"00000000000000000000000000000000", "not-hex", strings.Repeat("A", 32)} {
+		f, token := hello(t, s.url, forged)
+		if forged != "00000000000000000000000000000000" && token == forged {
+			t.Errorf("malformed token %q was adopted", forged)
+		}
+		f.Quiet(50 * time.Millisecond) // no state: nothing to resume
+		f.Send(wstest.Fill(x.GameID, 0, 0))
+		f.ExpectError("not_in_game")
+		f.Send(map[string]any{"action": "joinGame", "data": map[string]any{"gameId": x.GameID}})
+		f.ExpectError("not_in_game")
+	}
+	// hello is only for the first message.
+	x.Send(map[string]any{"action": "hello", "data": map[string]any{}})
+	x.ExpectError("bad_session")
+	x.Move(o, 0, 0)
+}
+
+// TestMoveIDs: a resent move is acknowledged again and applied once.
+func TestMoveIDs(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	msg := wstest.Fill(x.GameID, 1, 1)
+	msg["data"].(map[string]any)["moveId"] = "m-1"
+	var ack struct {
+		MoveID string
+		Move   int
+	}
+	x.Send(msg)
+	x.Expect("moveAck").Decode(t, &ack)
+	if ack.MoveID != "m-1" || ack.Move != 1 {
+		t.Fatalf("ack %+v", ack)
+	}
+	x.Expect("updateGrid")
+	o.Expect("updateGrid")
+	x.Send(msg) // the same move again, as after a lost ack
+	x.Expect("moveAck").Decode(t, &ack)
+	if ack.Move != 1 {
+		t.Fatalf("second ack %+v, want the original move 1", ack)
+	}
+	o.Quiet(50 * time.Millisecond)
+	g, err := s.store.Game(context.Background(), x.GameID)
+	if err != nil || g.Moves != 1 {
+		t.Fatalf("game has %d moves, %v", g.Moves, err)
+	}
+}
+
+// TestInvite: a friend's game is private; the link's code lets one friend in.
+func TestInvite(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	host := wstest.Dial(t, s.url)
+	host.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "friend"}})
+	var j struct{ GameID, Team, Invite string }
+	host.Expect("joinGame").Decode(t, &j)
+	host.GameID, host.Team = j.GameID, j.Team
+	host.ExpectStatus("waiting")
+	if len(j.Invite) != 10 || j.Team != "x" {
+		t.Fatalf("friend game %+v", j)
+	}
+	// A quick match does not land in a friend's game.
+	stranger := wstest.Dial(t, s.url)
+	stranger.Join()
+	if stranger.GameID == j.GameID {
+		t.Fatal("quick match joined a private game")
+	}
+	for _, code := range []string{"aaaaaaaaaa", "", strings.Repeat("z", 64)} {
+		bad := wstest.Dial(t, s.url)
+		bad.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": code}})
+		bad.ExpectError("invite_not_found")
+	}
+	host.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+	host.ExpectError("already_playing")
+	friend := wstest.Dial(t, s.url)
+	friend.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+	var fj struct{ GameID, Team string }
+	friend.Expect("joinGame").Decode(t, &fj)
+	friend.GameID, friend.Team = fj.GameID, fj.Team
+	if fj.GameID != j.GameID || fj.Team != "o" {
+		t.Fatalf("friend joined %+v", fj)
+	}
+	for _, c := range []*wstest.Client{host, friend} {
+		c.Expect("playerJoin")
+		c.ExpectStatus("in-progress")
+	}
+	// The code is used up.
+	late := wstest.Dial(t, s.url)
+	late.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+	late.ExpectError("invite_not_found")
+	host.Move(friend, 0, 0)
+}
+
+// TestBotGame plays the hard computer to the end: it answers every move and
+// never loses.
+func TestBotGame(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	p := wstest.Dial(t, s.url)
+	p.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "bot", "level": "hard"}})
+	var j struct{ GameID, Team, Opponent, Level string }
+	p.Expect("joinGame").Decode(t, &j)
+	p.GameID, p.Team = j.GameID, j.Team
+	if j.Team != "x" || j.Opponent != "bot" || j.Level != "hard" {
+		t.Fatalf("bot game %+v", j)
+	}
+	p.Expect("playerJoin")
+	p.ExpectStatus("in-progress")
+	var board [3][3]string
+	for {
+		// Play the first empty square; the bot answers.
+		x, y := -1, -1
+		for i := 0; i < 9 && x < 0; i++ {
+			if board[i%3][i/3] == "" {
+				x, y = i%3, i/3
+			}
+		}
+		p.Send(wstest.Fill(p.GameID, x, y))
+		var g wstest.Grid
+		p.Expect("updateGrid").Decode(t, &g)
+		board = g.Grid
+		m := p.Next()
+		if m.Action == "updateGameStatus" {
+			var w struct{ Winner *string }
+			p.Expect("updateWinner").Decode(t, &w)
+			if w.Winner != nil && *w.Winner == "x" {
+				t.Fatal("the hard bot lost")
+			}
+			return
+		}
+		if m.Action != "updateGrid" {
+			t.Fatalf("got %s %s, want the bot's move", m.Action, m.Data)
+		}
+		m.Decode(t, &g)
+		if g.Last.Team != "o" {
+			t.Fatalf("bot's grid %+v", g)
+		}
+		board = g.Grid
+		if g.Move == 9 {
+			p.ExpectStatus("finished-draw")
+			return
+		}
+		// The bot may have won with its move.
+		select {
+		case next := <-p.Frames:
+			if next.Action == "updateGameStatus" {
+				p.Expect("updateWinner")
+				return
+			}
+			t.Fatalf("unexpected %s", next.Action)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestRematch: one offer alone starts nothing; both start a game with the
+// teams swapped.
+func TestRematch(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	x.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": x.GameID}})
+	x.ExpectError("rematch_unavailable")
+	for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+		p, q := x, o
+		if i%2 == 1 {
+			p, q = o, x
+		}
+		p.Move(q, sq[0], sq[1])
+	}
+	for _, c := range []*wstest.Client{x, o} {
+		c.ExpectStatus("finished")
+		c.Expect("updateWinner")
+	}
+	x.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": x.GameID}})
+	for _, c := range []*wstest.Client{x, o} {
+		var offer struct{ Team string }
+		c.Expect("rematchOffer").Decode(t, &offer)
+		if offer.Team != "x" {
+			t.Fatalf("offer by %s", offer.Team)
+		}
+	}
+	o.Quiet(50 * time.Millisecond) // one side only: no game yet
+	o.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": o.GameID}})
+	var next string
+	for _, c := range []*wstest.Client{x, o} {
+		c.Expect("rematchOffer")
+		var r struct{ GameID, NewGameID string }
+		c.Expect("rematch").Decode(t, &r)
+		next = r.NewGameID
+	}
+	for _, c := range []*wstest.Client{x, o} {
+		c.Send(map[string]any{"action": "joinGame", "data": map[string]any{"gameId": next}})
+		var j struct{ GameID, Team string }
+		c.Expect("joinGame").Decode(t, &j)
+		st := expectState(t, c)
+		if st.Status != "in-progress" || st.Move != 0 || j.GameID != next {
+			t.Fatalf("rematch state %+v", st)
+		}
+		c.GameID, c.Team = j.GameID, j.Team
+	}
+	if x.Team != "o" || o.Team != "x" {
+		t.Fatalf("teams not swapped: old x is now %s, old o is %s", x.Team, o.Team)
+	}
+	o.Move(x, 1, 1)
+}
+
+// TestSpectate: a watcher sees the game and the players see it watching; the
+// watcher's moves change nothing.
+func TestSpectate(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{ListInterval: 20 * time.Millisecond})
+	lobby := wstest.Dial(t, s.url)
+	lobby.Send(map[string]any{"action": "listGames"})
+	var list struct {
+		Games []struct {
+			GameID string
+			Move   int
+		}
+	}
+	lobby.Expect("gameList").Decode(t, &list)
+	if len(list.Games) != 0 {
+		t.Fatalf("games before any: %+v", list)
+	}
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	// Lists come as the set changes; wait for the one with the new game.
+	for len(list.Games) == 0 {
+		lobby.Expect("gameList").Decode(t, &list)
+	}
+	if len(list.Games) != 1 || list.Games[0].GameID != x.GameID {
+		t.Fatalf("live games %+v, want %s", list, x.GameID)
+	}
+	lobby.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": x.GameID}})
+	st := expectState(t, lobby)
+	if st.Team != "spectator" || st.Grid[1][1] != "x" || st.Spectators != 1 {
+		t.Fatalf("spectator state %+v", st)
+	}
+	for _, c := range []*wstest.Client{x, o, lobby} {
+		var sp struct{ Count int }
+		c.Expect("spectators").Decode(t, &sp)
+		if sp.Count != 1 {
+			t.Fatalf("spectators %d", sp.Count)
+		}
+	}
+	lobby.Send(wstest.Fill(x.GameID, 0, 0))
+	lobby.ExpectError("not_in_game")
+	o.Move(x, 0, 0)
+	lobby.Expect("updateGrid")
+	lobby.Send(map[string]any{"action": "leaveGame", "data": map[string]any{"gameId": x.GameID}})
+	lobby.Expect("left")
+	for _, c := range []*wstest.Client{x, o} {
+		var sp struct{ Count int }
+		c.Expect("spectators").Decode(t, &sp)
+		if sp.Count != 0 {
+			t.Fatalf("spectators after leaving %d", sp.Count)
+		}
+	}
+}
+
+// TestResign: leaveGame in a game in progress gives it to the opponent.
+func TestResign(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	x.Send(map[string]any{"action": "leaveGame", "data": map[string]any{"gameId": x.GameID}})
+	for _, c := range []*wstest.Client{x, o} {
+		c.ExpectStatus("abandoned")
+		var w struct {
+			Winner *string
+			Reason string
+		}
+		c.Expect("updateWinner").Decode(t, &w)
+		if w.Winner == nil || *w.Winner != "o" || w.Reason != "resign" {
+			t.Fatalf("resign: winner %v reason %q", w.Winner, w.Reason)
+		}
+	}
+	x.Expect("left")
+}

@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+
+	"github.com/tictac/tictac/game"
+)
+
+// JoinInvite puts player in the friend game waiting with invite code. It
+// returns ErrNotFound when no game waits with that code (wrong, used, or
+// cancelled), and ErrNotPlayer when player is its creator. Of several
+// players who use one code at once, through any replicas, exactly one gets
+// in: the others find the game started and get ErrNotFound.
+func (s *Rethink) JoinInvite(ctx context.Context, player, code string) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("invite: %w", err)
+	}
+	defer s.ops.Done()
+	if code == "" {
+		return Game{}, fmt.Errorf("invite: %w", ErrNotFound)
+	}
+	g, err := s.invited(ctx, code)
+	if err != nil {
+		return Game{}, fmt.Errorf("invite: %w", err)
+	}
+	id, now := g.ID, s.stamp()
+	if g, err = s.apply(ctx, g, func(g *Game) error { return g.AcceptInvite(player, code, now) }); err != nil {
+		return g, fmt.Errorf("update game %s: %w", id, err)
+	}
+	return g, nil
+}
+
+// invited returns the waiting game with invite code, or ErrNotFound.
+func (s *Rethink) invited(ctx context.Context, code string) (Game, error) {
+	cur, err := s.games().GetAllByIndex(indexInvite, code).Run(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return Game{}, err
+	}
+	defer cur.Close()
+	var d doc
+	for cur.Next(&d) {
+		if d.Status == game.Waiting.String() && d.Invite == code {
+			return fromDoc(&d)
+		}
+		d = doc{}
+	}
+	if err := cur.Err(); err != nil {
+		return Game{}, err
+	}
+	return Game{}, ErrNotFound
+}
+
+// Active returns player's latest game if it waits or is in progress, else
+// ErrNotFound. The latest game is recorded just after the game is written,
+// so a replica that dies in between leaves the previous one recorded.
+func (s *Rethink) Active(ctx context.Context, player string) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("active game: %w", err)
+	}
+	defer s.ops.Done()
+	g, err := s.active(ctx, player)
+	if err != nil {
+		return Game{}, fmt.Errorf("active game: %w", err)
+	}
+	return g, nil
+}
+
+func (s *Rethink) active(ctx context.Context, player string) (Game, error) {
+	var p struct {
+		Game string `rethinkdb:"game"`
+	}
+	if err := s.db.Table(tablePlayers).Get(player).ReadOne(&p, s.sess, r.RunOpts{Context: ctx}); err != nil {
+		if errors.Is(err, r.ErrEmptyResult) {
+			return Game{}, ErrNotFound
+		}
+		return Game{}, err
+	}
+	g, err := s.load(ctx, p.Game)
+	if err != nil {
+		return Game{}, err
+	}
+	if g.Status.Over() {
+		return Game{}, ErrNotFound
+	}
+	return g, nil
+}
+
+// Live returns up to limit games in progress, in no particular order.
+func (s *Rethink) Live(ctx context.Context, limit int) ([]Game, error) {
+	if err := s.enter(); err != nil {
+		return nil, fmt.Errorf("live games: %w", err)
+	}
+	defer s.ops.Done()
+	if limit <= 0 {
+		return nil, nil
+	}
+	cur, err := s.games().GetAllByIndex(indexStatus, game.InProgress.String()).Limit(limit).Run(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return nil, fmt.Errorf("live games: %w", err)
+	}
+	defer cur.Close()
+	var out []Game
+	var d doc
+	for cur.Next(&d) {
+		g, err := fromDoc(&d)
+		if err != nil {
+			return nil, fmt.Errorf("live games: %w", err)
+		}
+		out = append(out, g)
+		d = doc{}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("live games: %w", err)
+	}
+	return out, nil
+}
+
+// enterPlayers records after as the latest game of each of its players who
+// was not in before (nil for a new game); the computer is not recorded. It
+// runs once the game is written, so a failure is logged, not returned: the
+// write stands, and Active may report the player's previous game meanwhile.
+func (s *Rethink) enterPlayers(ctx context.Context, before, after *Game) {
+	var was Game
+	if before != nil {
+		was = *before
+	}
+	var rows []any
+	for _, p := range []string{after.PlayerX, after.PlayerO} {
+		if p != "" && p != BotPlayer && p != was.PlayerX && p != was.PlayerO {
+			rows = append(rows, map[string]any{"id": p, "game": after.ID})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	if _, err := s.db.Table(tablePlayers).Insert(rows, r.InsertOpts{Conflict: "replace"}).RunWrite(s.sess, r.RunOpts{Context: ctx}); err != nil {
+		s.log.Warn("record players' game", "game", after.ID, "err", err)
+	}
+}
