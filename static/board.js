@@ -12,7 +12,8 @@ const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
 
 /**
  * createBoard(canvas) returns {render(view)}, where view is
- * {grid, line, winner, cursor: {x, y}|null, hover: {x, y}|null, ghost: "x"|"o"|null}.
+ * {grid, line, winner, cursor: {x, y}|null, hover: {x, y}|null, ghost: "x"|"o"|null,
+ *  pending: [{x, y, team}]} (moves sent but not on the server's grid yet).
  */
 export function createBoard(canvas) {
   const ctx = canvas.getContext('2d');
@@ -121,6 +122,15 @@ export function createBoard(canvas) {
     if (view.hover && view.ghost && !view.grid[view.hover.x][view.hover.y]) {
       ctx.globalAlpha = Number(color('--ghost')) || 0.25;
       drawMark(view.ghost, view.hover.x, view.hover.y, 1);
+      ctx.globalAlpha = 1;
+    }
+
+    // A sent move shows at once, half-drawn in strength, so a slow network
+    // never looks like a lost click; the server's grid replaces it.
+    for (const p of view.pending ?? []) {
+      if (view.grid[p.x]?.[p.y]) continue;
+      ctx.globalAlpha = Math.min(1, 2 * (Number(color('--ghost')) || 0.25));
+      drawMark(p.team, p.x, p.y, 1);
       ctx.globalAlpha = 1;
     }
 

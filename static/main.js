@@ -1,128 +1,414 @@
 // Wires the socket, the game state and the views together. Side effects
-// (sending, announcing, focus) live here so the other modules stay simple.
+// (sending, announcing, focus, history) live here so the other modules stay simple.
 
 import { liveURL, createSocket } from './socket.js';
-import { initialState, reduce, canPlay, turn, result } from './state.js';
+import { initialState, reduce, canPlay, turn, result, isSeated } from './state.js';
 import { createBoard } from './board.js';
 import { createInput } from './input.js';
 import { createStats } from './stats.js';
-import { createUI, statusLine } from './ui.js';
+import { createUI, statusLine, awayLine } from './ui.js';
+import { createHome } from './home.js';
+import { createLobby } from './lobby.js';
+import { createSession } from './session.js';
+import { newMoveId, fillSquare, due } from './moves.js';
 import { cellName, describeGrid, describeLine } from './names.js';
 
-const JOIN = { action: 'joinGame', data: null };
+// After a reconnect we ask for our game back; silence for this long means it is gone.
+const RESUME_WAIT = 6000;
 
 const canvas = document.getElementById('board');
-let state = initialState();
-// Set when a game ends while the board has focus: keyboard users land on "Play again".
-let focusPlayAgain = false;
+const homeSection = document.getElementById('home');
+const lobbySection = document.getElementById('lobby');
+const gameSection = document.getElementById('game');
 
+let state = initialState();
+// Per socket: the server has answered hello (until then nothing else may go
+// out), and whether it is sending us the live games list.
+let ready = false;
+let listing = false;
+// The game we asked for with sync/spectate after a reconnect, until its state arrives.
+let resuming = null;
+let resumeTimer = 0;
+let announcedResult = null;
+// A join on its way to the server, and joins we cancelled before their
+// answer: those answers are left at once when they arrive.
+let joinInFlight = false;
+let unwantedJoins = 0;
+let awayWarned = false;
+
+const session = createSession();
 const board = createBoard(canvas);
 const stats = createStats(document.getElementById('stats'));
-const ui = createUI({ onPlayAgain: join });
+const home = createHome({ onMode: start });
+const lobby = createLobby(document.getElementById('live-games'), document.getElementById('live-empty'), {
+  onWatch: (gameId) => start({ kind: 'watch', gameId }),
+});
+const ui = createUI({ onRematch: rematch, onNewGame: goHome, onResign: resign, onCancel: cancel, onLeave: leave });
 const input = createInput(canvas, { onPlay: play, onChange: paint });
 
 const socket = createSocket({
   url: liveURL(location),
+  greeting: session.hello,
   onMessage: receive,
   onUp() {
-    const { lostConnection, everConnected } = state;
+    const { everConnected } = state;
+    ready = false;
+    listing = false;
     dispatch({ action: 'local:up' });
     ui.setConnection(true, true);
     stats.setStale(false);
     // The first connection is not news; coming back is.
-    if (lostConnection) {
-      ui.announce('Reconnected. Your game was lost because the connection dropped. Choose Play again for a new game.');
-    } else if (everConnected) {
-      ui.announce('Reconnected.');
-    }
+    if (everConnected) ui.announce('Reconnected.');
   },
   onRetry() {
     // Only after a first failure: a page that connects at once never flashes the banner.
     ui.setConnection(false, state.everConnected);
   },
   onDown() {
-    // Whatever was queued belonged to the old socket's game.
+    // The server cancels a waiting game whose socket closed; a join that was
+    // answered on the old socket is not ours to leave any more.
+    joinInFlight = false;
+    unwantedJoins = 0;
+    // Whatever was queued was meant for the old socket; what still matters
+    // (the join, our game, unacknowledged moves) is asked again after hello.
     socket.clearQueue();
+    ready = false;
+    listing = false;
+    clearTimeout(resumeTimer);
     dispatch({ action: 'local:down' });
     ui.setConnection(false, true);
     stats.setStale(true);
-    // The reducer put a waiting player back in line: ask again on the next socket.
-    if (state.phase === 'joining') socket.send(JOIN);
-    ui.announce(state.lostConnection
-      ? 'Connection lost. This game cannot be resumed. Reconnecting.'
-      : 'Connection lost. Reconnecting.');
+    const inGame = state.phase === 'playing' && isSeated(state);
+    ui.announce(inGame ? 'Connection lost. Reconnecting; your game is kept for a short while.' : 'Connection lost. Reconnecting.');
   },
 });
 
-function join() {
-  dispatch({ action: 'local:join' });
-  socket.send(JOIN);
+// ---- what the player does ----
+
+/** start asks for a game: intent is {kind: quick|friend|bot|invite|watch, level?, invite?, gameId?}. */
+function start(intent) {
+  dispatch({ action: 'local:join', data: intent });
+  // Before hello is answered the join waits in the state, and afterHello sends it.
+  if (ready) sendJoin(intent);
+}
+
+function sendJoin(intent) {
+  socket.send(joinMessage(intent));
+  // A spectate is answered by `state`, which leftGameId already screens.
+  joinInFlight = intent.kind !== 'watch';
+}
+
+function joinMessage(intent) {
+  switch (intent.kind) {
+    case 'friend': return { action: 'joinGame', data: { mode: 'friend' } };
+    case 'bot': return { action: 'joinGame', data: { mode: 'bot', level: intent.level } };
+    case 'invite': return { action: 'joinGame', data: { invite: intent.invite } };
+    case 'rematch': return { action: 'joinGame', data: { gameId: intent.gameId } };
+    case 'watch': return { action: 'spectate', data: { gameId: intent.gameId } };
+    default: return { action: 'joinGame', data: null };
+  }
 }
 
 function play({ x, y }) {
   if (canPlay(state, x, y)) {
-    socket.send({ action: 'fillSquare', data: { gameId: state.gameId, coords: { x, y } } });
+    dispatch({ action: 'local:move', data: { moveId: newMoveId(), x, y, at: Date.now() } });
+    socket.send(fillSquare(state.pending[state.pending.length - 1]));
     return;
   }
   // Say why nothing happened instead of sending a move the server will refuse.
-  if (state.phase !== 'playing') return;
-  if (state.team !== turn(state)) ui.showError("It's your opponent's turn.");
-  else if (state.grid[x][y]) ui.showError('That square is taken.');
+  if (state.phase !== 'playing' || !isSeated(state) || state.pending.length) return;
+  if (state.team !== turn(state)) {
+    ui.showError(state.mode === 'bot' ? "It's the computer's turn." : "It's your opponent's turn.");
+  } else if (state.grid[x][y]) {
+    ui.showError('That square is taken.');
+  }
 }
 
-function receive(msg) {
-  if (msg.action === 'statsUpdate') {
-    stats.update(msg.data);
-    return;
+function rematch() {
+  if (state.phase === 'over' && state.gameId) socket.send({ action: 'rematch', data: { gameId: state.gameId } });
+}
+
+function resign() {
+  if (state.phase === 'playing' && state.gameId) {
+    socket.send({ action: 'leaveGame', data: { gameId: state.gameId } });
+    ui.announce('Resigning.');
   }
-  if (msg.action === 'error') {
-    ui.showError(msg.data?.message || `Refused: ${msg.data?.code ?? 'error'}`);
+}
+
+// cancel gives up a join or a waiting game (the server cancels its invite).
+function cancel() {
+  if (state.gameId && state.phase === 'waiting') socket.send({ action: 'leaveGame', data: { gameId: state.gameId } });
+  if (state.phase === 'joining' && state.intent?.kind === 'watch') return leave();
+  if (state.phase === 'joining' && joinInFlight) unwantedJoins++;
+  joinInFlight = false;
+  goHome();
+}
+
+// leave stops watching.
+function leave() {
+  const gameId = state.gameId ?? (state.intent?.kind === 'watch' ? state.intent.gameId : null);
+  if (gameId && state.phase !== 'over') socket.send({ action: 'leaveGame', data: { gameId } });
+  goHome();
+}
+
+function goHome() {
+  dispatch({ action: 'local:home' });
+}
+
+// ---- what the server says ----
+
+function receive(msg) {
+  const { action, data } = msg;
+  switch (action) {
+    case 'session':
+      session.save(data?.token);
+      afterHello();
+      return;
+    case 'statsUpdate':
+      stats.update(data);
+      return;
+    case 'gameList':
+      if (listing) lobby.render(data?.games);
+      return;
+    case 'pong':
+      return;
+    case 'error':
+      // An error before any session is the answer to hello from a server
+      // that does not know it: carry on without resume rather than hang.
+      if (!ready) {
+        afterHello();
+        return;
+      }
+      if (state.phase === 'joining') joinInFlight = false;
+      // While we wait for our game after a reconnect, the only thing we asked
+      // is sync or spectate: a refusal means the game is gone.
+      if (resuming) {
+        resumeFailed();
+        return;
+      }
+      if (showable(data?.code)) ui.showError(data?.message || `Refused: ${data?.code ?? 'error'}`);
+      break;
+    case 'joinGame':
+      if (state.phase === 'joining') {
+        joinInFlight = false;
+      } else if (unwantedJoins > 0 && typeof data?.gameId === 'string' && data.gameId !== state.gameId) {
+        // The answer to a join we cancelled on its way: leave that game at once.
+        unwantedJoins--;
+        socket.send({ action: 'leaveGame', data: { gameId: data.gameId } });
+        dispatch({ action: 'local:dropped', data: { gameId: data.gameId } });
+        return;
+      }
+      break;
+    case 'moveAck':
+    case 'updateGrid':
+    case 'updateGameStatus':
+    case 'updateWinner':
+      // Our view skipped a move (a frame lost between replicas, a sleepy
+      // tab): the full state fills the gap.
+      if (data?.gameId === state.gameId && Number.isInteger(data?.move) &&
+          // An ack names the move it became: beyond ours, we missed its updateGrid.
+          data.move > state.move + (action === 'updateGrid' ? 1 : 0)) {
+        socket.send({ action: 'sync', data: { gameId: state.gameId } });
+      }
+      break;
+    default:
+      break;
   }
   dispatch(msg);
+
+  if (action === 'state' && data?.gameId === state.gameId) {
+    if (resuming === state.gameId) {
+      resuming = null;
+      clearTimeout(resumeTimer);
+    }
+    // Moves the server may not have got: same ids, so it applies each once.
+    resend(state.pending);
+  }
+  if (action === 'rematch' && state.phase === 'joining' && state.intent?.kind === 'rematch') {
+    socket.send(joinMessage(state.intent));
+  }
 }
+
+// Errors the player needs to see; the others are answered by the page itself.
+function showable(code) {
+  if (code === 'already_playing' && state.phase !== 'joining') return false; // a resume beat our join
+  return true;
+}
+
+// afterHello runs once per socket when the server knows who we are: it
+// sends whatever this socket still owes the server.
+function afterHello() {
+  ready = true;
+  socket.release();
+  if (state.phase === 'joining' && state.intent) {
+    sendJoin(state.intent);
+  } else if (state.phase === 'waiting' && isSeated(state)) {
+    // A waiting game dies with its socket (nobody was kept waiting on it):
+    // queue again, or make a new invite, since the old link no longer works.
+    start(state.mode === 'friend' ? { kind: 'friend', renewed: true } : { kind: 'quick' });
+  } else if (state.gameId && state.phase !== 'home') {
+    // The server gives a resumed player its game unasked, but not a game that
+    // ended meanwhile, nor one we only watch: ask for it by id.
+    const watching = state.team === 'spectator';
+    if (watching && state.phase === 'over') return syncListing();
+    socket.send(watching
+      ? { action: 'spectate', data: { gameId: state.gameId } }
+      : { action: 'sync', data: { gameId: state.gameId } });
+    if (state.phase !== 'over') {
+      resuming = state.gameId;
+      clearTimeout(resumeTimer);
+      resumeTimer = setTimeout(() => {
+        if (resuming === state.gameId) resumeFailed();
+      }, RESUME_WAIT);
+    }
+  }
+  syncListing();
+}
+
+// resumeFailed: the server did not give our game back (it ended while we
+// were away, or it forgot us). Say so rather than show a board that is stuck.
+function resumeFailed() {
+  resuming = null;
+  clearTimeout(resumeTimer);
+  dispatch({ action: 'local:lost' });
+}
+
+function resend(moves) {
+  if (!ready || !moves.length) return;
+  for (const m of moves) socket.send(fillSquare(m));
+  dispatch({ action: 'local:resent', data: { moveIds: moves.map((m) => m.moveId), at: Date.now() } });
+}
+
+// The live games list streams only while the home screen shows it.
+function syncListing() {
+  const want = ready && state.phase === 'home';
+  if (want === listing) return;
+  listing = want;
+  if (!ready) return;
+  socket.send({ action: want ? 'listGames' : 'unlistGames' });
+  if (!want) lobby.clear();
+}
+
+// ---- state changes ----
 
 function dispatch(event) {
   const prev = state;
   state = reduce(state, event);
   if (state === prev) return;
   // An error about a square means nothing once the game around it has moved on.
-  if (state.phase !== prev.phase && state.phase !== 'idle') ui.clearError();
-  narrate(prev, state);
+  if (state.phase !== prev.phase) ui.clearError();
+  syncListing();
+  narrate(prev, state, event.action);
+  // An invite link is good for one game: once it has been used (or refused),
+  // a reload should resume, not try it again.
+  if (location.pathname.startsWith('/g/') && state.phase !== 'joining') history.replaceState(null, '', '/');
+  // Read before painting: a focused button inside a screen being hidden may
+  // already have lost focus afterwards.
+  const focused = document.activeElement;
   paint();
+  moveFocus(prev, state, focused);
 }
 
 // narrate tells screen-reader users what sighted players see change.
-function narrate(prev, next) {
-  if (next.gameId && next.gameId !== prev.gameId) {
-    ui.announce(`New game. You are ${next.team.toUpperCase()}.`);
+function narrate(prev, next, action) {
+  const newGame = next.gameId && next.gameId !== prev.gameId;
+  const bot = next.mode === 'bot';
+  const seated = isSeated(next);
+  if (next.phase === 'home' && prev.phase !== 'home' && next.notice) ui.announce(next.notice);
+
+  const resumed = action === 'state' && prev.phase !== 'joining' && prev.intent?.kind !== 'rematch';
+  if (newGame && resumed) {
+    ui.announce(seated ? `Back in your game. You are ${next.team.toUpperCase()}.` : 'Back to the game you were watching.');
   }
-  if (next.phase === 'waiting' && prev.phase !== 'waiting') ui.announce('Waiting for an opponent.');
-  if (next.phase === 'playing' && prev.phase !== 'playing') {
-    ui.announce(next.team === turn(next) ? 'Opponent found. Your turn.' : `Opponent found. ${turn(next).toUpperCase()} moves first.`);
+  if (next.phase === 'waiting' && prev.phase !== 'waiting' && !next.intent && !bot) {
+    ui.announce(next.mode === 'friend'
+      ? 'Game created. Copy the invite link and send it to your friend. Waiting for your friend.'
+      : 'Waiting for an opponent.');
   }
-  if (next.move > prev.move && next.last) {
-    const { x, y, team } = next.last;
-    if (Number.isInteger(x) && Number.isInteger(y) && (team === 'x' || team === 'o')) {
-      ui.announce(`${team.toUpperCase()} played ${cellName(x, y)}.`);
+  if (next.phase === 'playing' && (prev.phase !== 'playing' || newGame)) {
+    const mover = turn(next).toUpperCase();
+    if (!seated) {
+      ui.announce(`Watching a ${bot ? 'game against the computer' : 'live game'}. ${describeGrid(next.grid)} ${mover} to move.`);
+    } else {
+      let intro = 'Opponent found.';
+      if (bot) intro = `Playing the computer, ${next.level ?? ''} level.`;
+      else if (prev.intent?.kind === 'rematch') intro = 'Rematch started.';
+      // The friend who opened the link always joins as O.
+      else if (next.mode === 'friend') intro = next.team === 'o' ? "You joined your friend's game." : 'Your friend joined.';
+      if (resumed) intro = '';
+      const go = next.team === turn(next) ? 'Your turn.' : `${bot ? 'The computer' : mover} moves first.`;
+      ui.announce(`${intro} You are ${next.team.toUpperCase()}. ${next.move === 0 ? go : (next.team === turn(next) ? 'Your turn.' : '')}`.trim());
     }
-    if (next.phase === 'playing' && next.team === turn(next)) ui.announce('Your turn.');
   }
-  if (next.phase === 'over' && prev.phase !== 'over') {
-    // A win is announced when updateWinner names the line, right after.
-    const r = result(next);
-    if (r === 'draw') ui.announce("It's a draw.");
-    if (r === 'abandoned') ui.announce('Your opponent left the game.');
-    if (canvas === document.activeElement) focusPlayAgain = true;
+  if (!newGame && next.move > prev.move && next.last) {
+    const { x, y, team } = next.last;
+    const who = bot && seated && team !== next.team ? 'The computer' : team.toUpperCase();
+    ui.announce(`${who} played ${cellName(x, y)}.`);
+    if (next.phase === 'playing' && seated && next.team === turn(next)) ui.announce('Your turn.');
   }
-  if (next.winner && !prev.winner) {
-    const how = describeLine(next.line);
-    const mine = next.winner === next.team;
-    ui.announce(`${mine ? 'You won' : 'You lost'}${how ? `: ${next.winner.toUpperCase()} took ${how}` : ''}.`);
+
+  if (next.away && !prev.away) {
+    const secs = Math.max(0, Math.round((next.away.deadline - Date.now()) / 1000));
+    ui.announce(seated
+      ? `Your opponent disconnected. They forfeit in ${secs} seconds unless they come back.`
+      : `${next.away.team.toUpperCase()} disconnected.`);
+    awayWarned = false;
   }
+  if (prev.away && !next.away && next.phase === 'playing' && next.gameId === prev.gameId) {
+    ui.announce(seated ? 'Your opponent is back.' : `${prev.away.team.toUpperCase()} is back.`);
+  }
+
+  // The result, once per game, when it is complete: the status comes first
+  // and the winner (with how it was won) right after.
+  const r = result(next);
+  const complete = r && (next.winner !== undefined || r.how === 'draw' || r.how === 'lost');
+  if (complete && announcedResult !== next.gameId) {
+    announcedResult = next.gameId;
+    const text = statusLine(next)[0].replace(/[.!…]+$/, '');
+    const how = r.how === 'line' ? describeLine(next.line) : '';
+    ui.announce(`${text}${how && r.winner ? `: ${r.winner.toUpperCase()} took ${how}` : ''}.`);
+  }
+
+  if (seated && next.gameId === prev.gameId) {
+    const me = next.team;
+    const them = me === 'x' ? 'o' : 'x';
+    if (next.rematch[them] && !prev.rematch[them] && !next.rematch[me]) {
+      ui.announce('Your opponent wants a rematch. Choose Accept rematch to play again.');
+    }
+    if (next.rematch[me] && !prev.rematch[me] && !next.rematch[them] && !bot) {
+      ui.announce('Rematch offered. Waiting for your opponent.');
+    }
+  }
+  if (action === 'rematch' && next.phase === 'joining') ui.announce('Rematch accepted.');
+}
+
+// moveFocus keeps keyboard focus somewhere useful when whole screens swap.
+// Focus that was nowhere in particular (a page just loaded) stays put, so
+// nothing shows a focus ring nobody asked for.
+function moveFocus(prev, next, a) {
+  if (prev.phase !== 'home' && next.phase === 'home') {
+    if (gameSection.contains(a)) home.focus();
+    return;
+  }
+  if (prev.phase === 'home' && next.phase !== 'home') {
+    if (homeSection.contains(a) || lobbySection.contains(a)) canvas.focus({ preventScroll: true });
+    return;
+  }
+  // A friend's game was just created from the board: the link is what to act on.
+  if (next.invite && !prev.invite && a === canvas) document.getElementById('copy-invite').focus({ preventScroll: true });
+  // The game ended under a keyboard player: offer what comes next.
+  if (next.phase === 'over' && prev.phase !== 'over' && a === canvas) ui.focusAction();
 }
 
 function paint() {
-  const playable = state.phase === 'playing' && state.connected && state.team === turn(state);
+  const seated = isSeated(state);
+  const playable = state.phase === 'playing' && state.connected && seated && state.team === turn(state) && !state.pending.length;
+  const onHome = state.phase === 'home';
+  homeSection.hidden = !onHome;
+  lobbySection.hidden = !onHome;
+  gameSection.hidden = onHome;
+  home.render(state);
+
   const hover = input.hover();
   const cursor = input.cursor();
   board.render({
@@ -131,23 +417,56 @@ function paint() {
     cursor,
     hover,
     ghost: hover && canPlay(state, hover.x, hover.y) ? state.team : null,
+    pending: state.pending,
   });
   canvas.dataset.playable = String(playable);
+  canvas.dataset.spectating = String(state.team === 'spectator');
+  // Until a friend shows up the board is only a placeholder; the link matters more.
+  gameSection.dataset.waitingFriend = String(state.phase === 'waiting' && Boolean(state.invite));
 
   const [status] = statusLine(state);
   const where = cursor ? ` Cursor on ${cellName(cursor.x, cursor.y)}.` : '';
   const sentence = status.replace(/[.!…]+$/, '');
-  canvas.setAttribute('aria-label', `Tic-tac-toe board. ${sentence}. ${describeGrid(state.grid)}${where}`);
+  canvas.setAttribute('aria-label', `Tic-tac-toe board${seated ? '' : ', watching'}. ${sentence}. ${describeGrid(state.grid)}${where}`);
 
   ui.render(state);
-  if (focusPlayAgain) {
-    focusPlayAgain = false;
-    ui.focusPlayAgain();
-  }
-  document.title = playable ? 'Your turn · tictac' : 'tictac';
+  let title = 'tictac';
+  if (playable) title = 'Your turn · tictac';
+  else if (state.phase === 'waiting' && state.mode === 'friend') title = 'Waiting for your friend · tictac';
+  document.title = title;
 }
 
+// One clock for the away countdown and for moves waiting on an ack.
+setInterval(() => {
+  const now = Date.now();
+  if (state.away) {
+    ui.render(state, now);
+    if (!awayWarned && isSeated(state) && state.away.deadline - now <= 10_000 && state.away.deadline > now) {
+      awayWarned = true;
+      ui.announce(awayLine(state, now).replace(' s', ' seconds') + '.');
+    }
+  }
+  if (ready && state.pending.length) resend(due(state.pending, now));
+}, 500);
+
+// ---- start ----
+
+// /g/<code> is an invite link: join that friend's game straight away.
+// Anything else starts at home; a resumed game arrives by itself after hello.
+const invitePath = location.pathname.match(/^\/g\/([^/]*)\/?$/);
+if (invitePath) {
+  let code = '';
+  try {
+    code = decodeURIComponent(invitePath[1]);
+  } catch {
+    code = ''; // malformed escapes: treated as a bad link below
+  }
+  if (/^[a-z2-7]{4,64}$/i.test(code)) {
+    start({ kind: 'invite', invite: code.toLowerCase() });
+  } else {
+    history.replaceState(null, '', '/');
+    dispatch({ action: 'local:home', data: { notice: "That invite link isn't valid. Ask your friend for a new one, or start a game below." } });
+  }
+}
 paint();
-// Quick match on arrival: the join waits in the socket's queue until it opens.
-join();
 socket.connect();

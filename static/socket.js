@@ -9,14 +9,17 @@ export function liveURL(loc) {
 }
 
 /**
- * createSocket returns {connect, send, clearQueue, isOpen}.
- * Messages sent while closed wait in a queue and go out, in order, on the
- * next open. Reconnects use exponential backoff and jitter so that a
- * server restart is not greeted by every tab at the same instant.
+ * createSocket returns {connect, send, release, clearQueue, isOpen}.
+ * Messages sent while closed wait in a queue. On every open, greeting() is
+ * sent first and the queue is held until release() (main.js calls it when
+ * the server has answered the greeting), so that nothing reaches the server
+ * before it knows who we are. Reconnects use exponential backoff and jitter
+ * so that a server restart is not greeted by every tab at the same instant.
  */
 export function createSocket({
   url,
   onMessage,
+  greeting = null,
   onUp = () => {},
   onDown = () => {},
   onRetry = () => {},
@@ -30,6 +33,7 @@ export function createSocket({
   let retryTimer = 0;
   let pingTimer = 0;
   let lastHeard = 0;
+  let held = false;
   const queue = [];
 
   function connect() {
@@ -48,6 +52,8 @@ export function createSocket({
       attempt = 0;
       lastHeard = Date.now();
       pingTimer = setInterval(ping, pingEvery);
+      held = Boolean(greeting);
+      if (greeting) sock.send(JSON.stringify(greeting()));
       onUp();
       flush();
     };
@@ -100,7 +106,12 @@ export function createSocket({
   }
 
   function flush() {
-    while (open && queue.length) ws.send(queue.shift());
+    while (open && !held && queue.length) ws.send(queue.shift());
+  }
+
+  function release() {
+    held = false;
+    flush();
   }
 
   function send(msg) {
@@ -119,6 +130,7 @@ export function createSocket({
   return {
     connect,
     send,
+    release,
     clearQueue: () => { queue.length = 0; },
     isOpen: () => open,
   };
