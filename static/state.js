@@ -281,7 +281,8 @@ export function reduce(state, { action, data }) {
       // While joining, a refusal is about the join (we send nothing else then):
       // back to the home screen, saying why.
       if (state.phase === 'joining') {
-        const notice = JOIN_NOTICES[error.code] ??
+        // The server knows why an invite failed (used, expired, your own link).
+        const notice = (error.code === 'invite_not_found' && error.message) || JOIN_NOTICES[error.code] ||
           (state.intent?.kind === 'watch' ? 'That game is no longer available to watch.' : "Couldn't start a game. Please try again.");
         return { ...state, ...emptyGame(), phase: 'home', intent: null, notice, error, pending: [] };
       }
