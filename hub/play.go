@@ -460,18 +460,27 @@ func (c *conn) leaveGame(id string) error {
 	return nil
 }
 
-// sync sends the whole state of the socket's game again.
+// sync sends the whole state of a game the socket plays or watches. A player
+// who is not attached to its game any more (say it ended while the player was
+// away) gets its final state all the same.
 func (c *conn) sync(id string) error {
-	if c.room == nil || c.room.id != id {
-		return refuse("not_in_game", "You are not in that game.")
-	}
 	ctx, cancel := c.storeCtx()
 	defer cancel()
 	g, err := c.hub.store.Game(ctx, id)
 	if err != nil {
 		return err
 	}
-	c.enqueue(frameState(&g, c.team))
+	team := g.Team(c.player)
+	switch {
+	case team == game.Empty && c.watching && c.room != nil && c.room.id == id:
+		c.enqueue(frameState(&g, game.Empty))
+	case team == game.Empty:
+		return refuse("not_in_game", "You are not in that game.")
+	case g.Status == game.InProgress && (c.room == nil || c.room.id != id):
+		return c.attach(ctx, g)
+	default:
+		c.enqueue(frameState(&g, team))
+	}
 	return nil
 }
 
@@ -519,7 +528,7 @@ func (c *conn) leave() {
 			return
 		}
 		c.hub.log.Info("player away", "game", g.ID, "team", c.team.String(), "deadline", time.UnixMilli(deadline))
-		c.hub.publish(ctx, &g, framePlayerAway(g.ID, c.team, deadline))
+		c.hub.publish(ctx, &g, framePlayerAway(g.ID, c.team, deadline, c.hub.opt.Now().UnixMilli()))
 	}
 }
 

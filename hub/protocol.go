@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/store"
@@ -260,12 +261,15 @@ func frameMoveAck(id, moveID string, move int) []byte {
 	}{id, moveID, move})
 }
 
-func framePlayerAway(id string, team game.Mark, deadline int64) []byte {
+// framePlayerAway carries the server's clock (now) beside the deadline, so
+// that a client whose clock is off still counts down right.
+func framePlayerAway(id string, team game.Mark, deadline, now int64) []byte {
 	return frame("playerAway", struct {
 		GameID   string `json:"gameId"`
 		Team     string `json:"team"`
 		Deadline int64  `json:"deadline"`
-	}{id, team.String(), deadline})
+		Now      int64  `json:"now"`
+	}{id, team.String(), deadline, now})
 }
 
 func framePlayerBack(id string, team game.Mark) []byte {
@@ -380,11 +384,13 @@ func frameState(g *store.Game, viewer game.Mark) []byte {
 		OpponentAway *away                         `json:"opponentAway"`
 		Spectators   int                           `json:"spectators"`
 		Rematch      struct{ X, O bool }           `json:"rematch"`
+		Now          int64                         `json:"now"`
 	}{
 		GameID: g.ID, Team: team, Status: g.Status.String(), Grid: grid, Move: g.Moves, Last: last,
 		Winner: winner, Line: winningLine(g), Reason: reason, Mode: g.Mode.String(), Level: level, Invite: invite,
 		OpponentAway: opponentAway, Spectators: g.Spectators,
 		Rematch: struct{ X, O bool }{g.Rematch[0], g.Rematch[1]},
+		Now:     time.Now().UnixMilli(),
 	})
 }
 

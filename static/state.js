@@ -167,7 +167,8 @@ export function reduce(state, { action, data }) {
       const phase = phaseOf(data.status);
       if (!phase) return state;
       const team = isPlayer(data.team) ? data.team : 'spectator';
-      const away = validAway(data.opponentAway) && data.opponentAway.team !== team ? { ...data.opponentAway } : null;
+      const away = validAway(data.opponentAway) && data.opponentAway.team !== team
+        ? { team: data.opponentAway.team, deadline: localDeadline(data.opponentAway.deadline, data.now) } : null;
       const sameGame = data.gameId === state.gameId;
       return {
         ...state,
@@ -244,7 +245,7 @@ export function reduce(state, { action, data }) {
     case 'playerAway':
       if (!forThisGame(state, data) || !validAway(data) || data.team === state.team) return state;
       if (state.phase !== 'playing') return state;
-      return { ...state, away: { team: data.team, deadline: data.deadline } };
+      return { ...state, away: { team: data.team, deadline: localDeadline(data.deadline, data.now) } };
 
     case 'playerBack':
       if (!forThisGame(state, data) || !state.away) return state;
@@ -374,4 +375,11 @@ export function result(state) {
   if (how === 'draw') outcome = 'draw';
   else if (winner && isPlayer(state.team)) outcome = winner === state.team ? 'won' : 'lost';
   return { how, winner, outcome };
+}
+
+// localDeadline turns the server's deadline into this device's clock, using the
+// server's "now" sent beside it, so a phone whose clock is off still counts
+// down the right number of seconds.
+function localDeadline(deadline, serverNow) {
+  return Number.isFinite(serverNow) ? deadline - serverNow + Date.now() : deadline;
 }
