@@ -13,6 +13,8 @@ step "dependencies"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || missing+=(nginx)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -25,6 +27,7 @@ if [ ! -d tools/reqlite/node_modules/reqlite ]; then
 fi
 redis-server --version
 nginx -v 2>&1
+chromium --version
 echo "node $(node --version), reqlite $(node -p 'require("./tools/reqlite/node_modules/reqlite/package.json").version')"
 
 step "gofmt"

@@ -1,0 +1,357 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/tictac/tictac/internal/testenv"
+)
+
+// The browser tests drive real pages in headless Chromium against NGINX in
+// front of two replicas with Redis and the RethinkDB stand-in. Screenshots go
+// to artifacts/screenshots/ (see README).
+
+// chrome starts a headless Chromium with a fresh profile and returns its
+// first tab. Each page is a browser of its own, so that each has its own
+// localStorage: its own player.
+func chrome(t *testing.T) context.Context {
+	t.Helper()
+	bin := testenv.Need(t, "chromium", "apt-get install -y chromium chromium-driver")
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}
+	// Not t.TempDir: Chromium may still be writing its profile while the
+	// test's own cleanup runs; this one is removed once it has exited.
+	profile, err := os.MkdirTemp("", "tictac-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, chromedp.UserDataDir(profile))
+	alloc, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	tab, stop := chromedp.NewContext(alloc)
+	t.Cleanup(func() {
+		chromedp.Cancel(tab)
+		stop()
+		cancel()
+		os.RemoveAll(profile)
+	})
+	// The first Run starts the browser and ties it to the context it gets:
+	// give it the tab's own, not a timeout's that ends after one action.
+	if err := chromedp.Run(tab); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return tab
+}
+
+// page is one tab in a browser context of its own, so that each page has its
+// own localStorage: its own player.
+type page struct {
+	t    *testing.T
+	name string
+	ctx  context.Context
+}
+
+type screen struct {
+	w, h   int64
+	scale  float64
+	mobile bool
+}
+
+var (
+	desktop = screen{1280, 800, 1, false}
+	phone   = screen{375, 812, 2, true}
+)
+
+func openPage(t *testing.T, name, url string, s screen) *page {
+	t.Helper()
+	p := &page{t: t, name: name, ctx: chrome(t)}
+	emulate := chromedp.EmulateViewport(s.w, s.h, chromedp.EmulateScale(s.scale))
+	if s.mobile {
+		emulate = chromedp.EmulateViewport(s.w, s.h, chromedp.EmulateScale(s.scale), chromedp.EmulateMobile, chromedp.EmulateTouch)
+	}
+	p.run(emulate, chromedp.Navigate(url), chromedp.WaitVisible("#mode-quick", chromedp.ByQuery))
+	return p
+}
+
+func (p *page) run(actions ...chromedp.Action) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		p.shot("failure")
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+}
+
+func (p *page) click(sel string) {
+	p.t.Helper()
+	p.run(chromedp.WaitVisible(sel, chromedp.ByQuery), chromedp.Click(sel, chromedp.ByQuery))
+}
+
+func (p *page) text(sel string) string {
+	p.t.Helper()
+	var s string
+	p.run(chromedp.TextContent(sel, &s, chromedp.ByQuery))
+	return s
+}
+
+// waitText waits until the element's text contains want.
+func (p *page) waitText(sel, want string) {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		err := chromedp.Run(ctx, chromedp.TextContent(sel, &got, chromedp.ByQuery))
+		cancel()
+		if err == nil && strings.Contains(got, want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.shot("failure")
+	p.t.Fatalf("%s: %s says %q, want %q", p.name, sel, got, want)
+}
+
+// board returns the board as the page describes it to screen readers.
+func (p *page) board() string {
+	p.t.Helper()
+	var label string
+	var ok bool
+	p.run(chromedp.AttributeValue("#board", "aria-label", &label, &ok, chromedp.ByQuery))
+	return label
+}
+
+// clickCell clicks square (x, y) of the canvas board: the grid starts 5% in
+// from each edge and each square is 30% of the width.
+func (p *page) clickCell(x, y int) {
+	p.t.Helper()
+	p.run(chromedp.WaitVisible(`#board[data-playable="true"]`, chromedp.ByQuery))
+	var rect struct{ X, Y, W float64 }
+	p.run(chromedp.Evaluate(`(() => { const r = document.querySelector('#board').getBoundingClientRect(); return {X: r.left, Y: r.top, W: r.width}; })()`, &rect))
+	cx := rect.X + rect.W*(0.05+0.3*(float64(x)+0.5))
+	cy := rect.Y + rect.W*(0.05+0.3*(float64(y)+0.5))
+	p.run(chromedp.MouseClickXY(cx, cy))
+}
+
+// shot saves a screenshot under artifacts/screenshots.
+func (p *page) shot(what string) {
+	dir := filepath.Join("artifacts", "screenshots")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		p.t.Log(err)
+		return
+	}
+	var png []byte
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		p.t.Logf("screenshot %s: %v", what, err)
+		return
+	}
+	name := fmt.Sprintf("%s-%s-%s.png", strings.TrimPrefix(p.t.Name(), "TestBrowser/"), p.name, what)
+	name = strings.NewReplacer("/", "-", " ", "_").Replace(name)
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		p.t.Log(err)
+	}
+}
+
+// TestBrowser plays through every mode in real pages.
+func TestBrowser(t *testing.T) {
+	c := newCluster(t, 2)
+	base := "http://" + c.nginx
+
+	t.Run("two pages play with the mouse", func(t *testing.T) {
+		a := openPage(t, "desktop", base, desktop)
+		b := openPage(t, "phone", base, phone)
+		a.click("#mode-quick")
+		a.waitText("#status", "Waiting")
+		b.click("#mode-quick")
+		a.waitText("#status", "Your turn")
+		b.waitText("#status", "Opponent")
+		a.shot("first-turn")
+		for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+			p := []*page{a, b}[i%2]
+			p.clickCell(sq[0], sq[1])
+		}
+		a.waitText("#status", "You won")
+		b.waitText("#status", "You lost")
+		a.shot("won")
+		b.shot("lost")
+	})
+
+	t.Run("keyboard", func(t *testing.T) {
+		a := openPage(t, "keys", base, desktop)
+		b := openPage(t, "mouse", base, desktop)
+		a.click("#mode-quick")
+		a.waitText("#status", "Waiting")
+		b.click("#mode-quick")
+		a.waitText("#status", "Your turn")
+		// Arrow keys move the highlighted square, Enter plays it.
+		a.run(chromedp.SendKeys("#board", kb.Enter, chromedp.ByQuery))
+		b.waitText("#status", "Your turn")
+		before := b.board()
+		b.clickCell(0, 0)
+		a.waitText("#status", "Your turn")
+		a.run(chromedp.SendKeys("#board", kb.ArrowRight+kb.ArrowUp+" ", chromedp.ByQuery))
+		b.waitText("#status", "Your turn")
+		a.shot("after-keys")
+		if after := b.board(); after == before {
+			t.Errorf("board description did not change: %q", after)
+		}
+	})
+
+	t.Run("reload resumes the game", func(t *testing.T) {
+		a := openPage(t, "reloader", base, phone)
+		b := openPage(t, "stayer", base, desktop)
+		a.click("#mode-quick")
+		a.waitText("#status", "Waiting")
+		b.click("#mode-quick")
+		a.waitText("#status", "Your turn")
+		a.clickCell(1, 1)
+		b.waitText("#status", "Your turn")
+		a.run(chromedp.Reload())
+		a.waitText("#status", "Opponent")
+		if label := a.board(); !strings.Contains(strings.ToLower(label), "x") {
+			t.Errorf("resumed board %q lacks the x played before the reload", label)
+		}
+		a.shot("resumed")
+		b.clickCell(0, 0)
+		a.waitText("#status", "Your turn")
+	})
+
+	t.Run("a friend joins by the invite link", func(t *testing.T) {
+		a := openPage(t, "host", base, desktop)
+		a.click("#mode-friend")
+		a.run(chromedp.WaitVisible("#invite-link", chromedp.ByQuery))
+		link := strings.TrimSpace(a.text("#invite-link"))
+		if !strings.Contains(link, "/g/") {
+			t.Fatalf("invite link %q", link)
+		}
+		a.shot("invite")
+		b := openPageAt(t, "friend", link, phone)
+		a.waitText("#status", "Your turn")
+		b.waitText("#status", "Opponent")
+		a.clickCell(2, 2)
+		b.waitText("#status", "Your turn")
+		b.shot("joined")
+	})
+
+	t.Run("play the computer", func(t *testing.T) {
+		a := openPage(t, "human", base, phone)
+		a.click("#mode-bot-hard")
+		a.waitText("#game-mode", "Computer")
+		ends := []string{"won", "lost", "draw", "Draw"}
+		status := ""
+		for range 5 {
+			status = a.waitStatus(append([]string{"Your turn"}, ends...)...)
+			if status != "Your turn" {
+				break
+			}
+			if !a.playFirstEmpty() {
+				t.Fatalf("could not play a square: %q", a.board())
+			}
+		}
+		status = a.waitStatus(ends...)
+		a.shot("vs-computer")
+		if strings.Contains(status, "You won") {
+			t.Errorf("the hard computer lost: %q", status)
+		}
+	})
+
+	t.Run("a third page spectates", func(t *testing.T) {
+		a := openPage(t, "x", base, desktop)
+		b := openPage(t, "o", base, desktop)
+		a.click("#mode-quick")
+		a.waitText("#status", "Waiting")
+		b.click("#mode-quick")
+		a.waitText("#status", "Your turn")
+		a.clickCell(1, 1)
+		w := openPage(t, "watcher", base, phone)
+		w.run(chromedp.WaitVisible("#live-games button.watch", chromedp.ByQuery))
+		id := ""
+		var ok bool
+		w.run(chromedp.AttributeValue("#live-games li.live-game:last-child", "data-game-id", &id, &ok, chromedp.ByQuery))
+		w.click(fmt.Sprintf(`#live-games button.watch[data-game-id=%q]`, id))
+		w.run(chromedp.WaitVisible("#watching", chromedp.ByQuery))
+		a.waitText("#spectators", "1 watching")
+		b.clickCell(0, 0)
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(strings.ToLower(w.board()), "o") && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if label := strings.ToLower(w.board()); !strings.Contains(label, "o") {
+			t.Errorf("spectator's board %q lacks o's move", label)
+		}
+		w.shot("watching")
+		a.shot("watched")
+	})
+}
+
+// openPageAt opens a page at a path other than the home screen (an invite link).
+func openPageAt(t *testing.T, name, url string, s screen) *page {
+	t.Helper()
+	p := &page{t: t, name: name, ctx: chrome(t)}
+	p.run(chromedp.EmulateViewport(s.w, s.h, chromedp.EmulateScale(s.scale), chromedp.EmulateMobile, chromedp.EmulateTouch),
+		chromedp.Navigate(url), chromedp.WaitVisible("#board", chromedp.ByQuery))
+	return p
+}
+
+// playFirstEmpty plays the first square the board's description calls empty.
+func (p *page) playFirstEmpty() bool {
+	var idx int
+	p.run(chromedp.Evaluate(`(() => {
+		const c = document.querySelector('#board');
+		return c.dataset.playable === 'true' ? 0 : -1;
+	})()`, &idx))
+	if idx < 0 {
+		return false
+	}
+	for y := range 3 {
+		for x := range 3 {
+			before := p.board()
+			p.clickCell(x, y)
+			time.Sleep(150 * time.Millisecond)
+			if p.board() != before {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// waitStatus waits until the status line contains one of want, and returns it.
+func (p *page) waitStatus(want ...string) string {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var got string
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		err := chromedp.Run(ctx, chromedp.TextContent("#status", &got, chromedp.ByQuery))
+		cancel()
+		for _, w := range want {
+			if err == nil && strings.Contains(got, w) {
+				return got
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.shot("failure")
+	p.t.Fatalf("%s: status %q, want one of %q", p.name, got, want)
+	return ""
+}
