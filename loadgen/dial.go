@@ -37,6 +37,33 @@ func checkTarget(raw string, allowRemote bool) error {
 }
 
 // checkListen refuses to listen away from loopback unless allowRemote is set.
+// checkTargets checks a run's URLs: at least one, each on loopback unless
+// allowRemote.
+func checkTargets(urls []string, allowRemote bool) error {
+	if len(urls) == 0 {
+		return errors.New("no url")
+	}
+	for _, u := range urls {
+		if err := checkTarget(u, allowRemote); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dialDefaults fills the zero dial settings of a run's config.
+func dialDefaults(timeout *time.Duration, sources, concurrency *int) {
+	if *timeout <= 0 {
+		*timeout = DefaultTimeout
+	}
+	if *sources <= 0 {
+		*sources = 1
+	}
+	if *concurrency <= 0 {
+		*concurrency = DefaultDialConcurrency
+	}
+}
+
 func checkListen(addr string, allowRemote bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {

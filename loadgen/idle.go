@@ -3,7 +3,6 @@ package loadgen
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -220,13 +219,8 @@ func hold(ctx context.Context, conn *websocket.Conn) error {
 }
 
 func (c *IdleConfig) check() error {
-	if len(c.URLs) == 0 {
-		return errors.New("no url")
-	}
-	for _, u := range c.URLs {
-		if err := checkTarget(u, c.AllowRemote); err != nil {
-			return err
-		}
+	if err := checkTargets(c.URLs, c.AllowRemote); err != nil {
+		return err
 	}
 	switch {
 	case c.Conns < 1 || c.Conns > MaxConns:
@@ -239,15 +233,7 @@ func (c *IdleConfig) check() error {
 	if c.Rate == 0 {
 		c.Rate = DefaultIdleRate
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Sources <= 0 {
-		c.Sources = 1
-	}
-	if c.DialConcurrency <= 0 {
-		c.DialConcurrency = DefaultDialConcurrency
-	}
+	dialDefaults(&c.Timeout, &c.Sources, &c.DialConcurrency)
 	return nil
 }
 

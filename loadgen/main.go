@@ -76,45 +76,63 @@ func (u *urlList) Set(s string) error {
 
 const defaultURL = "ws://127.0.0.1:8080/live"
 
+// commonFlags are the flags of the modes that dial a server.
+type commonFlags struct {
+	urls          urlList
+	asJSON, quiet *bool
+}
+
+func addCommonFlags(fs *flag.FlagSet, timeout *time.Duration, sources, concurrency *int, allowRemote *bool) *commonFlags {
+	c := &commonFlags{
+		asJSON: fs.Bool("json", false, "print the report as JSON"),
+		quiet:  fs.Bool("quiet", false, "no progress line"),
+	}
+	fs.Var(&c.urls, "url", "server WebSocket `url`, repeatable or comma-separated (default "+defaultURL+")")
+	fs.DurationVar(timeout, "timeout", DefaultTimeout, "dial timeout, and how long a move or join may wait for its confirmation")
+	fs.IntVar(sources, "sources", 4, "loopback source addresses 127.0.0.1..127.0.0.N to dial from")
+	fs.IntVar(concurrency, "dial-concurrency", DefaultDialConcurrency, "handshakes in flight")
+	fs.BoolVar(allowRemote, "allow-remote", false, "allow targets that are not loopback")
+	return c
+}
+
+// parse parses args and returns the URLs to dial and where progress goes.
+func (c *commonFlags) parse(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, io.Writer, bool, error) {
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, false, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if len(c.urls) == 0 {
+		c.urls = urlList{defaultURL}
+	}
+	if *c.quiet {
+		return c.urls, nil, false, nil
+	}
+	return c.urls, stderr, isTerminal(stderr), nil
+}
+
 func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tictac bench play", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		cfg    PlayConfig
-		urls   urlList
-		asJSON = fs.Bool("json", false, "print the report as JSON")
-		hist   = fs.String("hist", "", "write a latency histogram plot to this SVG `file`")
-		quiet  = fs.Bool("quiet", false, "no progress line")
-	)
-	fs.Var(&urls, "url", "server WebSocket `url`, repeatable or comma-separated (default "+defaultURL+")")
+	var cfg PlayConfig
+	common := addCommonFlags(fs, &cfg.Timeout, &cfg.Sources, &cfg.DialConcurrency, &cfg.AllowRemote)
+	hist := fs.String("hist", "", "write a latency histogram plot to this SVG `file`")
 	fs.IntVar(&cfg.Players, "players", 1000, fmt.Sprintf("simulated players (at most %d)", MaxPlayers))
 	fs.DurationVar(&cfg.Think, "think", time.Second, "think time before each move")
 	fs.Float64Var(&cfg.Jitter, "jitter", 0.5, "think time varies by ±this fraction")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured time, after the ramp")
 	fs.DurationVar(&cfg.Ramp, "ramp", 2*time.Second, "time over which players connect (not measured)")
-	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "confirmation and dial timeout")
-	fs.IntVar(&cfg.Sources, "sources", 4, "loopback source addresses 127.0.0.1..127.0.0.N to dial from")
-	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", DefaultDialConcurrency, "handshakes in flight")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for moves and think times")
-	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets that are not loopback")
-	if err := fs.Parse(args); err != nil {
+	var err error
+	if cfg.URLs, cfg.Progress, cfg.Terminal, err = common.parse(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if len(urls) == 0 {
-		urls = urlList{defaultURL}
-	}
-	cfg.URLs = urls
-	if !*quiet {
-		cfg.Progress, cfg.Terminal = stderr, isTerminal(stderr)
 	}
 	rep, err := Play(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *common.asJSON {
 		err = rep.WriteJSON(stdout)
 	} else {
 		err = rep.WriteText(stdout)
@@ -133,39 +151,21 @@ func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func mainIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tictac bench idle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var (
-		cfg    IdleConfig
-		urls   urlList
-		asJSON = fs.Bool("json", false, "print the report as JSON")
-		quiet  = fs.Bool("quiet", false, "no progress line")
-	)
-	fs.Var(&urls, "url", "server WebSocket `url`, repeatable or comma-separated (default "+defaultURL+")")
+	var cfg IdleConfig
+	common := addCommonFlags(fs, &cfg.Timeout, &cfg.Sources, &cfg.DialConcurrency, &cfg.AllowRemote)
 	fs.IntVar(&cfg.Conns, "conns", 15000, fmt.Sprintf("sockets to hold (at most %d)", MaxConns))
 	fs.IntVar(&cfg.Rate, "rate", DefaultIdleRate, "sockets opened per second")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to hold them once all are open")
-	fs.DurationVar(&cfg.Timeout, "timeout", DefaultTimeout, "dial timeout")
-	fs.IntVar(&cfg.Sources, "sources", 4, "loopback source addresses 127.0.0.1..127.0.0.N to dial from")
-	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", DefaultDialConcurrency, "handshakes in flight")
 	fs.IntVar(&cfg.PID, "pid", 0, "server process `pid` whose RSS to read from /proc")
-	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow targets that are not loopback")
-	if err := fs.Parse(args); err != nil {
+	var err error
+	if cfg.URLs, cfg.Progress, cfg.Terminal, err = common.parse(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if len(urls) == 0 {
-		urls = urlList{defaultURL}
-	}
-	cfg.URLs = urls
-	if !*quiet {
-		cfg.Progress, cfg.Terminal = stderr, isTerminal(stderr)
 	}
 	rep, err := Idle(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *common.asJSON {
 		return writeJSON(stdout, struct {
 			*IdleReport
 			Duration string `json:"duration"`

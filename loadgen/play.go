@@ -69,13 +69,8 @@ type PlayConfig struct {
 }
 
 func (c *PlayConfig) check() error {
-	if len(c.URLs) == 0 {
-		return errors.New("no url")
-	}
-	for _, u := range c.URLs {
-		if err := checkTarget(u, c.AllowRemote); err != nil {
-			return err
-		}
+	if err := checkTargets(c.URLs, c.AllowRemote); err != nil {
+		return err
 	}
 	switch {
 	case c.Players < 1 || c.Players > MaxPlayers:
@@ -89,15 +84,7 @@ func (c *PlayConfig) check() error {
 	case c.Jitter < 0 || c.Jitter > 1:
 		return fmt.Errorf("jitter %v: must be 0..1", c.Jitter)
 	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Sources <= 0 {
-		c.Sources = 1
-	}
-	if c.DialConcurrency <= 0 {
-		c.DialConcurrency = DefaultDialConcurrency
-	}
+	dialDefaults(&c.Timeout, &c.Sources, &c.DialConcurrency)
 	return nil
 }
 
