@@ -177,12 +177,7 @@ func TestBrowser(t *testing.T) {
 	base := "http://" + c.nginx
 
 	t.Run("two pages play with the mouse", func(t *testing.T) {
-		a := openPage(t, "desktop", base, desktop)
-		b := openPage(t, "phone", base, phone)
-		a.click("#mode-quick")
-		a.waitText("#status", "Waiting")
-		b.click("#mode-quick")
-		a.waitText("#status", "Your turn")
+		a, b := quickPair(t, base, "desktop", desktop, "phone", phone)
 		b.waitText("#status", "Opponent")
 		a.shot("first-turn")
 		for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
@@ -196,12 +191,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("keyboard", func(t *testing.T) {
-		a := openPage(t, "keys", base, desktop)
-		b := openPage(t, "mouse", base, desktop)
-		a.click("#mode-quick")
-		a.waitText("#status", "Waiting")
-		b.click("#mode-quick")
-		a.waitText("#status", "Your turn")
+		a, b := quickPair(t, base, "keys", desktop, "mouse", desktop)
 		// Arrow keys move the highlighted square, Enter plays it.
 		a.run(chromedp.SendKeys("#board", kb.Enter, chromedp.ByQuery))
 		b.waitText("#status", "Your turn")
@@ -217,12 +207,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("reload resumes the game", func(t *testing.T) {
-		a := openPage(t, "reloader", base, phone)
-		b := openPage(t, "stayer", base, desktop)
-		a.click("#mode-quick")
-		a.waitText("#status", "Waiting")
-		b.click("#mode-quick")
-		a.waitText("#status", "Your turn")
+		a, b := quickPair(t, base, "reloader", phone, "stayer", desktop)
 		a.clickCell(1, 1)
 		b.waitText("#status", "Your turn")
 		a.run(chromedp.Reload())
@@ -275,12 +260,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("a third page spectates", func(t *testing.T) {
-		a := openPage(t, "x", base, desktop)
-		b := openPage(t, "o", base, desktop)
-		a.click("#mode-quick")
-		a.waitText("#status", "Waiting")
-		b.click("#mode-quick")
-		a.waitText("#status", "Your turn")
+		a, b := quickPair(t, base, "x", desktop, "o", desktop)
 		a.clickCell(1, 1)
 		w := openPage(t, "watcher", base, phone)
 		w.run(chromedp.WaitVisible("#live-games button.watch", chromedp.ByQuery))
@@ -301,6 +281,19 @@ func TestBrowser(t *testing.T) {
 		w.shot("watching")
 		a.shot("watched")
 	})
+}
+
+// quickPair opens two pages that start a quick match together: the first
+// plays x and has the move.
+func quickPair(t *testing.T, base, nameX string, sx screen, nameO string, so screen) (*page, *page) {
+	t.Helper()
+	x := openPage(t, nameX, base, sx)
+	o := openPage(t, nameO, base, so)
+	x.click("#mode-quick")
+	x.waitText("#status", "Waiting")
+	o.click("#mode-quick")
+	x.waitText("#status", "Your turn")
+	return x, o
 }
 
 // openPageAt opens a page at a path other than the home screen (an invite link).

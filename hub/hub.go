@@ -215,11 +215,14 @@ func (h *Hub) register(c *conn) bool {
 	h.online++
 	n := h.online
 	h.wg.Add(1)
-	h.mu.Unlock()
-	h.reportOnline(n)
-	if f := h.stats.full.Load(); f != nil {
+	// The group's full stats, taken under the lock that the fan-out takes to
+	// list the group: the socket gets either the values before an update and
+	// then the update, or the values after it.
+	if f := h.stats.full[c.slot].Load(); f != nil {
 		c.enqueue(*f)
 	}
+	h.mu.Unlock()
+	h.reportOnline(n)
 	return true
 }
 

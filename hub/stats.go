@@ -19,7 +19,10 @@ const statsSlots = 8
 // gets at most one frame per interval, only when something changed since its
 // last one, and each frame is encoded once for its whole group.
 type statsRelay struct {
-	full atomic.Pointer[[]byte]      // every stat at its latest value, for new sockets
+	// full holds, per group, every stat as that group was last sent: what a
+	// socket joining the group gets, so that the group's next update, a
+	// difference from those values, is right for it too.
+	full [statsSlots]atomic.Pointer[[]byte]
 	last atomic.Pointer[store.Stats] // the latest value, for metrics
 }
 
@@ -43,10 +46,11 @@ func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval 
 		}
 		latest = st
 	}
-	s.setFull(&latest)
+	s.setLatest(&latest)
 	for i := range sent {
-		fanout(i, *s.full.Load()) // sockets that came before the first value
 		sent[i] = latest
+		s.setFull(i, &latest)
+		fanout(i, *s.full[i].Load()) // sockets that came before the first value
 	}
 	tick := time.NewTicker(interval / statsSlots)
 	defer tick.Stop()
@@ -61,21 +65,25 @@ func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval 
 			}
 			if st != latest {
 				latest = st
-				s.setFull(&latest)
+				s.setLatest(&latest)
 			}
 		case <-tick.C:
 			if f := frameStats(&sent[slot], &latest, false); f != nil {
-				fanout(slot, f)
 				sent[slot] = latest
+				s.setFull(slot, &latest) // before the fan-out: see Hub.register
+				fanout(slot, f)
 			}
 			slot = (slot + 1) % statsSlots
 		}
 	}
 }
 
-func (s *statsRelay) setFull(st *store.Stats) {
+func (s *statsRelay) setFull(slot int, st *store.Stats) {
 	f := frameStats(nil, st, true)
-	s.full.Store(&f)
+	s.full[slot].Store(&f)
+}
+
+func (s *statsRelay) setLatest(st *store.Stats) {
 	v := *st
 	s.last.Store(&v)
 }

@@ -406,7 +406,10 @@ func (p *player) handle(ctx context.Context, b []byte) error {
 	}
 	var d inData
 	switch f.Action {
-	case "statsUpdate", "pong":
+	case "statsUpdate", "pong",
+		// The players' protocol: an opponent who drops out is waited for
+		// (playerAway, playerBack), and games may be watched.
+		"playerAway", "playerBack", "spectators", "moveAck":
 		return nil
 	case "joinGame", "playerJoin", "updateGameStatus", "updateGrid", "updateWinner", "error":
 		if err := json.Unmarshal(f.Data, &d); err != nil {
