@@ -173,7 +173,7 @@ func (p *page) shot(what string) {
 
 // TestBrowser plays through every mode in real pages.
 func TestBrowser(t *testing.T) {
-	c := newCluster(t, 2)
+	c := newCluster(t, 2, 30*time.Second) // a reload must come back in time
 	base := "http://" + c.nginx
 
 	t.Run("two pages play with the mouse", func(t *testing.T) {

@@ -343,7 +343,7 @@ func TestLoadNoAnomalies(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.Moves == 0 || rep.Games == 0 || rep.Errors != 0 || rep.Timeouts != 0 {
-		t.Fatalf("%d games, %d moves, %d error frames, %d timeouts; want games and no errors", rep.Games, rep.Moves, rep.Errors, rep.Timeouts)
+		t.Fatalf("%d games, %d moves, %d error frames %v, %d timeouts; want games and no errors", rep.Games, rep.Moves, rep.Errors, rep.ErrorCodes, rep.Timeouts)
 	}
 	t.Logf("%d games, %d moves, %d errors, %d timeouts", rep.Games, rep.Moves, rep.Errors, rep.Timeouts)
 }

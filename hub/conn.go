@@ -93,7 +93,12 @@ func (c *conn) serve(ctx context.Context) {
 			continue
 		}
 		if err := c.handle(data); err != nil {
-			c.refuse(toClientError(err))
+			ce := toClientError(err)
+			if ce.Code == "unavailable" {
+				// Not the client's fault: the operator needs to see it.
+				c.hub.log.Warn("request failed", "player", c.tag, "err", err)
+			}
+			c.refuse(ce)
 		}
 	}
 }
