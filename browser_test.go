@@ -305,22 +305,19 @@ func openPageAt(t *testing.T, name, url string, s screen) *page {
 	return p
 }
 
-// playFirstEmpty plays the first square the board's description calls empty.
+// playFirstEmpty plays the first square that the board's description for
+// screen readers calls empty, e.g. "Top row: X, empty, O. Middle row: ...".
 func (p *page) playFirstEmpty() bool {
-	var idx int
-	p.run(chromedp.Evaluate(`(() => {
-		const c = document.querySelector('#board');
-		return c.dataset.playable === 'true' ? 0 : -1;
-	})()`, &idx))
-	if idx < 0 {
-		return false
-	}
-	for y := range 3 {
-		for x := range 3 {
-			before := p.board()
-			p.clickCell(x, y)
-			time.Sleep(150 * time.Millisecond)
-			if p.board() != before {
+	label := p.board()
+	for y, row := range []string{"Top row: ", "Middle row: ", "Bottom row: "} {
+		i := strings.Index(label, row)
+		if i < 0 {
+			p.t.Fatalf("%s: board description %q lacks %q", p.name, label, row)
+		}
+		cells, _, _ := strings.Cut(label[i+len(row):], ".")
+		for x, cell := range strings.Split(cells, ", ") {
+			if strings.TrimSpace(cell) == "empty" {
+				p.clickCell(x, y)
 				return true
 			}
 		}
