@@ -53,7 +53,10 @@ type config struct {
 	logFormat       string
 	logLevel        string
 	shutdownTimeout time.Duration
+	drainDelay      time.Duration
 	grace           time.Duration
+	adminAddr       string
+	pprof           bool
 
 	// Scale-out mode: both set, or neither.
 	redisURL        string
@@ -121,6 +124,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config{}, fmt.Errorf("SHUTDOWN_TIMEOUT: %w", err)
 	}
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", shutdown, "how long a shutdown may take (env SHUTDOWN_TIMEOUT)")
+	delay, err := time.ParseDuration(env("DRAIN_DELAY", "0s"))
+	if err != nil {
+		return config{}, fmt.Errorf("DRAIN_DELAY: %w", err)
+	}
+	fs.DurationVar(&cfg.drainDelay, "drain-delay", delay, "on SIGTERM, how long to fail /readyz and refuse new sockets before closing the open ones, so that load balancers stop sending players here first (env DRAIN_DELAY)")
+	fs.StringVar(&cfg.adminAddr, "admin-addr", env("ADMIN_ADDR", ""), "listen address for /metrics, /healthz, /readyz and (with -pprof) /debug/pprof; when set, /metrics leaves the public port (env ADMIN_ADDR)")
+	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac bench play|idle|relay [flags]   (load generator; tictac bench -h)\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
 		fs.PrintDefaults()
@@ -136,6 +146,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.redisURL != "" && cfg.rethinkAddrs == "" {
 		return config{}, errors.New("-redis needs -rethinkdb: replicas must share one store")
+	}
+	if cfg.pprof && cfg.adminAddr == "" {
+		return config{}, errors.New("-pprof needs -admin-addr: profiles are never served on the public port")
 	}
 	return cfg, nil
 }
@@ -238,18 +251,50 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace})
 	hubRef.Store(h)
 
+	var draining atomic.Bool
+	ready := func(ctx context.Context) error {
+		if draining.Load() {
+			return errors.New("draining")
+		}
+		for _, p := range []any{st, bus} {
+			if p, ok := p.(interface{ Ping(context.Context) error }); ok {
+				if err := p.Ping(ctx); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	public := metrics
+	if cfg.adminAddr != "" {
+		public = nil
+	}
+
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
-	srv := &http.Server{Handler: routes(h, staticFiles(), promhttp.HandlerFor(reg, promhttp.HandlerOpts{})), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: routes(h, staticFiles(), public, ready), ReadHeaderTimeout: 10 * time.Second}
+	servers := []*http.Server{srv}
+	done := make(chan error, 2)
+	go func() { done <- srv.Serve(ln) }()
+	if cfg.adminAddr != "" {
+		aln, err := net.Listen("tcp", cfg.adminAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("listen on %s: %w", cfg.adminAddr, err)
+		}
+		admin := &http.Server{Handler: adminRoutes(metrics, ready, cfg.pprof), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, admin)
+		go func() { done <- admin.Serve(aln) }()
+		log.Info("admin listener", "addr", aln.Addr().String(), "pprof", cfg.pprof)
+	}
 
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
 	hubDone := make(chan error, 1)
 	go func() { hubDone <- h.Run(hubCtx) }()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
 	if cfg.rethinkAddrs == "" {
 		log.Info("tictac serving", "addr", ln.Addr().String(), "store", "embedded", "data", cfg.dataDir, "durability", cfg.durability, "version", version)
 	} else {
@@ -262,30 +307,83 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	select {
 	case <-ctx.Done():
-	case err := <-srvDone:
+	case err := <-done:
+		closeAll(servers)
 		return fmt.Errorf("serve: %w", err)
 	case err := <-hubDone:
-		srv.Close()
+		closeAll(servers)
 		return fmt.Errorf("stats relay: %w", err)
 	}
-	log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	log.Info("draining", "delay", cfg.drainDelay, "timeout", cfg.shutdownTimeout)
 	drain, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
-	err = errors.Join(srv.Shutdown(drain), h.Close(drain))
+	draining.Store(true)
+	h.Drain()
+	select {
+	case <-time.After(cfg.drainDelay):
+	case <-drain.Done():
+	}
+	// Sockets are hijacked, so Shutdown does not wait for them: the hub
+	// closes them (1012: reconnect elsewhere), then the servers stop.
+	err = h.Close(drain)
+	for _, s := range servers {
+		err = errors.Join(err, s.Shutdown(drain))
+	}
 	stopHub()
 	<-hubDone
+	log.Info("stopped")
 	return err
 }
 
-// routes is the HTTP surface: the client, the game socket, health and metrics.
-func routes(h http.Handler, static fs.FS, metrics http.Handler) http.Handler {
+func closeAll(servers []*http.Server) {
+	for _, s := range servers {
+		s.Close()
+	}
+}
+
+// readyz answers 200 while the replica should get traffic: its store and bus
+// answer and it is not draining; 503 with the reason otherwise.
+func readyz(ready func(context.Context) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	}
+}
+
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// adminRoutes is the operators' listener: metrics, health, and profiles if asked.
+func adminRoutes(metrics http.Handler, ready func(context.Context) error, profiles bool) http.Handler {
+	r := chi.NewRouter()
+	r.Handle("/metrics", metrics)
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", readyz(ready))
+	if profiles {
+		r.Mount("/debug", middleware.Profiler())
+	}
+	return r
+}
+
+// routes is the public HTTP surface: the client, the game socket, health,
+// readiness, and metrics unless they have an admin listener.
+func routes(h http.Handler, static fs.FS, metrics http.Handler, ready func(context.Context) error) http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
-	r.Handle("/metrics", metrics)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
+	if metrics != nil {
+		r.Handle("/metrics", metrics)
+	}
+	r.Get("/healthz", healthz)
+	r.Get("/readyz", readyz(ready))
 	r.Handle("/live", h)
 	r.Handle("/live/", h)
 	files := http.FileServerFS(static)

@@ -72,3 +72,6 @@ func (b *MemoryBus) Channels() int {
 	defer b.mu.RUnlock()
 	return len(b.subs)
 }
+
+// Ping always succeeds: the in-process bus cannot be unreachable.
+func (b *MemoryBus) Ping(context.Context) error { return nil }

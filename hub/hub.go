@@ -153,13 +153,14 @@ type Hub struct {
 	log   *slog.Logger
 	opt   Options
 
-	mu      sync.Mutex
-	conns   [statsSlots]map[*conn]struct{} // sockets by stats slot
-	online  int
-	next    int // slot of the next socket
-	rooms   map[string]*room
-	closing bool
-	wg      sync.WaitGroup // one per socket handler
+	mu       sync.Mutex
+	draining bool                           // refuse new sockets
+	conns    [statsSlots]map[*conn]struct{} // sockets by stats slot
+	online   int
+	next     int // slot of the next socket
+	rooms    map[string]*room
+	closing  bool
+	wg       sync.WaitGroup // one per socket handler
 
 	stats   statsRelay
 	metrics *metrics
@@ -184,6 +185,15 @@ func New(st Store, bus Bus, opt Options) *Hub {
 // ServeHTTP upgrades the request to a WebSocket and serves one player until
 // the socket closes.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	draining := h.draining
+	h.mu.Unlock()
+	if draining {
+		// Before the upgrade, so that a load balancer can retry another replica.
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "draining: reconnect", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns:  h.opt.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
@@ -267,6 +277,15 @@ func (h *Hub) sockets(slot int) []*conn {
 		}
 	}
 	return out
+}
+
+// Drain refuses new sockets (503 before the upgrade) and leaves the open
+// ones alone, so that a load balancer sends newcomers elsewhere while the
+// replica finishes; Close then ends the rest.
+func (h *Hub) Drain() {
+	h.mu.Lock()
+	h.draining = true
+	h.mu.Unlock()
 }
 
 // Close stops accepting sockets, closes every open one with 1012 (service

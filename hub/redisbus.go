@@ -423,3 +423,11 @@ func (b *RedisBus) resubscribeBatch(sc *subConn, ts []*topic) ([]string, error) 
 	}
 	return channels, nil
 }
+
+// Ping checks that Redis answers.
+func (b *RedisBus) Ping(ctx context.Context) error {
+	if err := b.client.Do(ctx, b.client.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("ping redis %s: %w", b.addr, err)
+	}
+	return nil
+}

@@ -587,3 +587,13 @@ func save(tx *bolt.Tx, before, g *Game, queue uint64) error {
 	}
 	return nil
 }
+
+// Ping reports whether the store is open; a file on a local disk does not go away.
+func (s *Bolt) Ping(ctx context.Context) error {
+	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+		return nil
+	}
+}

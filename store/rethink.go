@@ -767,3 +767,16 @@ func truncate(g *Game) {
 		g.History[i].At = ms(g.History[i].At)
 	}
 }
+
+// Ping checks that the database answers a query.
+func (s *Rethink) Ping(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	var one int
+	if err := r.Expr(1).ReadOne(&one, s.sess, r.RunOpts{Context: ctx}); err != nil {
+		return fmt.Errorf("ping rethinkdb: %w", err)
+	}
+	return nil
+}
