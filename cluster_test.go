@@ -171,6 +171,15 @@ func TestCluster(t *testing.T) {
 		t.Errorf("only %d of %d games spanned replicas", across, both)
 	}
 
+	// One refused move, for the metrics to count.
+	x, o := wstest.Dial(t, "ws://"+c.nginx+"/live"), wstest.Dial(t, "ws://"+c.nginx+"/live")
+	wstest.Pair(t, x, o)
+	o.Send(wstest.Fill(o.GameID, 0, 0))
+	o.ExpectError("not_your_turn")
+	x.Move(o, 1, 1)
+	x.WS.Close(websocket.StatusNormalClosure, "")
+	o.WS.Close(websocket.StatusNormalClosure, "")
+
 	// Every replica converges on the games table's own numbers, once the
 	// games the players walked out of are forfeited.
 	var want map[string]int64
@@ -186,13 +195,17 @@ func TestCluster(t *testing.T) {
 		awaitStatsAt(t, r.ws(), want)
 	}
 	// The replicas' metrics add up to the same games and moves.
-	var applied, ended float64
+	var applied, ended, refused float64
 	for _, r := range c.replicas {
 		m := scrape(t, "http://"+r.addr+"/metrics")
 		applied += m[`tictac_moves_total{result="applied"}`]
+		refused += m[`tictac_moves_total{result="not_your_turn"}`]
 		for _, res := range []string{"x", "o", "draw", "abandoned"} {
 			ended += m[`tictac_games_finished_total{result="`+res+`"}`]
 		}
+	}
+	if refused != 1 {
+		t.Errorf("metrics count %v moves refused as not_your_turn, want the 1 the test made", refused)
 	}
 	if int64(applied) != want["totalMoves"] || int64(ended) != want["totalGames"] {
 		t.Errorf("metrics say %v moves applied and %v games ended; the games table says %d and %d",
