@@ -57,6 +57,7 @@ type config struct {
 	grace           time.Duration
 	adminAddr       string
 	pprof           bool
+	allowedOrigins  string
 
 	// Scale-out mode: both set, or neither.
 	redisURL        string
@@ -130,6 +131,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	fs.DurationVar(&cfg.drainDelay, "drain-delay", delay, "on SIGTERM, how long to fail /readyz and refuse new sockets before closing the open ones, so that load balancers stop sending players here first (env DRAIN_DELAY)")
 	fs.StringVar(&cfg.adminAddr, "admin-addr", env("ADMIN_ADDR", ""), "listen address for /metrics, /healthz, /readyz and (with -pprof) /debug/pprof; when set, /metrics leaves the public port (env ADMIN_ADDR)")
+	fs.StringVar(&cfg.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated host patterns (e.g. example.com,*.example.com) whose pages may open game sockets besides the page's own origin (env ALLOWED_ORIGINS)")
 	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac bench play|idle|relay [flags]   (load generator; tictac bench -h)\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
@@ -196,12 +198,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (gameStore, er
 		host, _ := os.Hostname()
 		replica = host + "-" + store.NewID()[:6]
 	}
-	var addrs []string
-	for _, a := range strings.Split(cfg.rethinkAddrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
-	}
+	addrs := splitList(cfg.rethinkAddrs)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	return store.OpenRethink(ctx, store.RethinkOptions{
@@ -248,7 +245,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace})
+	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace, OriginPatterns: splitList(cfg.allowedOrigins)})
 	hubRef.Store(h)
 
 	var draining atomic.Bool
@@ -333,6 +330,17 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	<-hubDone
 	log.Info("stopped")
 	return err
+}
+
+// splitList splits a comma-separated setting, dropping blanks.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func closeAll(servers []*http.Server) {

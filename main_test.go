@@ -152,6 +152,17 @@ func TestServesClient(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-origin upgrade: %v %v, want 403", err, resp)
 	}
+	// -allowed-origins widens the same-origin rule, and only by what it names.
+	b := start(t, t.TempDir(), "-allowed-origins", "play.example, *.friends.example")
+	for origin, ok := range map[string]bool{"https://play.example": true, "https://a.friends.example": true, "https://evil.example": false} {
+		c, resp, err := websocket.Dial(context.Background(), b.ws, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {origin}}})
+		if ok && err != nil || !ok && (err == nil || resp == nil || resp.StatusCode != http.StatusForbidden) {
+			t.Errorf("origin %s: %v, want allowed=%v", origin, err, ok)
+		}
+		if c != nil {
+			c.CloseNow()
+		}
+	}
 }
 
 // modules finds the "./x.js" names imported by JavaScript source.
