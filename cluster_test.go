@@ -212,6 +212,9 @@ func TestCluster(t *testing.T) {
 			applied, ended, want["totalMoves"], want["totalGames"])
 	}
 	checkSubscriptions(t, c)
+	if out, err := check(t, "-rethinkdb", c.rethink, "-rethinkdb-db", c.db); err != nil {
+		t.Errorf("tictac check on the cluster's database: %v\n%s", err, out)
+	}
 }
 
 // scrape reads a Prometheus text exposition into name{labels} -> value.

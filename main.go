@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return nil
 		case "bench":
 			return loadgen.Main(ctx, args[1:], stdout, stderr)
+		case "check":
+			return runCheck(ctx, args[1:], getenv, stdout, stderr)
 		}
 	}
 	cfg, err := parseFlags(args, getenv, stderr)
@@ -134,7 +136,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated host patterns (e.g. example.com,*.example.com) whose pages may open game sockets besides the page's own origin (env ALLOWED_ORIGINS)")
 	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac bench play|idle|relay [flags]   (load generator; tictac bench -h)\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac bench play|idle|relay [flags]   (load generator; tictac bench -h)\n       tictac check [store flags]              (verify the stored games and stats)\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -284,3 +284,10 @@ func (f *feed) closeAll() {
 		sub.cancel()
 	}
 }
+
+// Expected returns what g adds to the counters, by itself: what the stats
+// must add up to over every stored game (PlayersOnline aside).
+func Expected(g *Game) Stats {
+	empty := Game{Game: game.New()}
+	return delta(&empty, g)
+}
