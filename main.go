@@ -12,9 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +60,8 @@ type config struct {
 	adminAddr       string
 	pprof           bool
 	allowedOrigins  string
+	maxConnsPerIP   int
+	trustedProxies  []netip.Prefix
 
 	// Scale-out mode: both set, or neither.
 	redisURL        string
@@ -134,6 +138,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&cfg.drainDelay, "drain-delay", delay, "on SIGTERM, how long to fail /readyz and refuse new sockets before closing the open ones, so that load balancers stop sending players here first (env DRAIN_DELAY)")
 	fs.StringVar(&cfg.adminAddr, "admin-addr", env("ADMIN_ADDR", ""), "listen address for /metrics, /healthz, /readyz and (with -pprof) /debug/pprof; when set, /metrics leaves the public port (env ADMIN_ADDR)")
 	fs.StringVar(&cfg.allowedOrigins, "allowed-origins", env("ALLOWED_ORIGINS", ""), "comma-separated host patterns (e.g. example.com,*.example.com) whose pages may open game sockets besides the page's own origin (env ALLOWED_ORIGINS)")
+	perIP, err := strconv.Atoi(env("MAX_CONNS_PER_IP", "500"))
+	if err != nil {
+		return config{}, fmt.Errorf("MAX_CONNS_PER_IP: %w", err)
+	}
+	fs.IntVar(&cfg.maxConnsPerIP, "max-conns-per-ip", perIP, "sockets one client address may hold on this replica, 0 for no limit (env MAX_CONNS_PER_IP)")
+	proxies := env("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
+	fs.StringVar(&proxies, "trusted-proxies", proxies, "comma-separated CIDRs of load balancers whose X-Real-IP header names the client (env TRUSTED_PROXIES)")
 	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tictac [flags]\n       tictac bench play|idle|relay [flags]   (load generator; tictac bench -h)\n       tictac check [store flags]              (verify the stored games and stats)\n       tictac version\n\nServes real-time tic-tac-toe on -addr. Every flag has an environment twin.\n\n")
@@ -150,6 +161,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.redisURL != "" && cfg.rethinkAddrs == "" {
 		return config{}, errors.New("-redis needs -rethinkdb: replicas must share one store")
+	}
+	for _, p := range splitList(proxies) {
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return config{}, fmt.Errorf("-trusted-proxies: %w", err)
+		}
+		cfg.trustedProxies = append(cfg.trustedProxies, prefix)
 	}
 	if cfg.pprof && cfg.adminAddr == "" {
 		return config{}, errors.New("-pprof needs -admin-addr: profiles are never served on the public port")
@@ -247,7 +265,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace, OriginPatterns: splitList(cfg.allowedOrigins)})
+	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace,
+		OriginPatterns: splitList(cfg.allowedOrigins), MaxConnsPerIP: cfg.maxConnsPerIP, TrustedProxies: cfg.trustedProxies})
 	hubRef.Store(h)
 
 	var draining atomic.Bool

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,8 @@ type conn struct {
 	slow     atomic.Bool // its queue overflowed
 
 	refusals *rate.Limiter
-	slot     int // stats slot, set at register
+	slot     int        // stats slot, set at register
+	ip       netip.Addr // the client's address, for the per-address limit
 
 	// While holding, frames from the room wait in held, so that the reply to
 	// a join goes out before the game's first message.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -95,6 +96,12 @@ type Options struct {
 	Seed uint64
 	// ListInterval is the least time between two gameList updates. Default 500ms.
 	ListInterval time.Duration
+	// MaxConnsPerIP bounds the sockets one client address may hold on this
+	// replica; 0 means no bound. Beyond it an upgrade gets 429.
+	MaxConnsPerIP int
+	// TrustedProxies are the peers (a load balancer) whose X-Real-IP header
+	// names the client; other peers are the client themselves.
+	TrustedProxies []netip.Prefix
 }
 
 func (o *Options) defaults() {
@@ -159,6 +166,7 @@ type Hub struct {
 	online   int
 	next     int // slot of the next socket
 	rooms    map[string]*room
+	perIP    map[netip.Addr]int // open sockets by client address
 	closing  bool
 	wg       sync.WaitGroup // one per socket handler
 
@@ -173,6 +181,7 @@ func New(st Store, bus Bus, opt Options) *Hub {
 	h := &Hub{
 		store: st, bus: bus, log: opt.Logger, opt: opt,
 		rooms: make(map[string]*room),
+		perIP: make(map[netip.Addr]int),
 		bg:    newBackground(opt.Seed),
 	}
 	for i := range h.conns {
@@ -185,9 +194,16 @@ func New(st Store, bus Bus, opt Options) *Hub {
 // ServeHTTP upgrades the request to a WebSocket and serves one player until
 // the socket closes.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ip := h.clientIP(r)
 	h.mu.Lock()
 	draining := h.draining
+	crowded := h.opt.MaxConnsPerIP > 0 && h.perIP[ip] >= h.opt.MaxConnsPerIP
 	h.mu.Unlock()
+	if crowded {
+		h.metrics.dropped.WithLabelValues("per_ip_limit").Inc()
+		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		return
+	}
 	if draining {
 		// Before the upgrade, so that a load balancer can retry another replica.
 		w.Header().Set("Retry-After", "1")
@@ -204,6 +220,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opt.ReadLimit)
 	c := newConn(h, ws, newPlayerID())
+	c.ip = ip
 	if !h.register(c) {
 		ws.Close(websocket.StatusServiceRestart, "server is shutting down")
 		return
@@ -222,6 +239,7 @@ func (h *Hub) register(c *conn) bool {
 	c.slot = h.next
 	h.next = (h.next + 1) % statsSlots
 	h.conns[c.slot][c] = struct{}{}
+	h.perIP[c.ip]++
 	h.online++
 	n := h.online
 	h.wg.Add(1)
@@ -239,6 +257,9 @@ func (h *Hub) register(c *conn) bool {
 func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns[c.slot], c)
+	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
+		delete(h.perIP, c.ip)
+	}
 	h.online--
 	n := h.online
 	h.mu.Unlock()
@@ -277,6 +298,25 @@ func (h *Hub) sockets(slot int) []*conn {
 		}
 	}
 	return out
+}
+
+// clientIP is the address a request comes from: the peer, or the X-Real-IP
+// it vouches for when the peer is a trusted proxy.
+func (h *Hub) clientIP(r *http.Request) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := peer.Addr().Unmap()
+	for _, p := range h.opt.TrustedProxies {
+		if p.Contains(ip) {
+			if real, err := netip.ParseAddr(r.Header.Get("X-Real-IP")); err == nil {
+				return real.Unmap()
+			}
+			break
+		}
+	}
+	return ip
 }
 
 // Drain refuses new sockets (503 before the upgrade) and leaves the open

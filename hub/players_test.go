@@ -2,6 +2,8 @@ package hub_test
 
 import (
 	"context"
+	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -367,4 +369,43 @@ func TestResign(t *testing.T) {
 		}
 	}
 	x.Expect("left")
+}
+
+// TestPerAddressLimit: a thousand sockets from one address are cut off at the
+// limit with 429, and the game already running there plays on. Behind a
+// trusted proxy, X-Real-IP is the address that counts.
+func TestPerAddressLimit(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{MaxConnsPerIP: 50, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	var opened, refused int
+	var conns []*websocket.Conn
+	for range 1000 {
+		c, resp, err := websocket.Dial(context.Background(), s.url, nil)
+		switch {
+		case err == nil:
+			opened++
+			conns = append(conns, c)
+		case resp != nil && resp.StatusCode == http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Fatalf("dial: %v", err)
+		}
+	}
+	if opened != 48 || refused != 952 {
+		t.Errorf("opened %d, refused %d; want 48 and 952 with a limit of 50", opened, refused)
+	}
+	x.Move(o, 1, 1)
+	// Another client behind the proxy is its own address.
+	c, _, err := websocket.Dial(context.Background(), s.url, &websocket.DialOptions{HTTPHeader: http.Header{"X-Real-IP": {"192.0.2.7"}}})
+	if err != nil {
+		t.Errorf("a different client behind the proxy was refused: %v", err)
+	} else {
+		c.CloseNow()
+	}
+	for _, c := range conns {
+		c.CloseNow()
+	}
+	o.Move(x, 0, 0)
 }
