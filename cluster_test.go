@@ -29,7 +29,7 @@ var (
 	buildErr  error
 )
 
-// binary builds tictac once per test process, the way the Dockerfile does.
+// binary builds tictac once per test process, with the Dockerfile's build.
 func binary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -39,9 +39,10 @@ func binary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "tictac")
-		out, err := exec.Command("go", "build", "-trimpath", "-o", binPath, ".").CombinedOutput()
+		// The very build the Dockerfile runs.
+		out, err := exec.Command("scripts/build.sh", binPath, "test").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("scripts/build.sh: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -22,7 +22,7 @@ trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_tcp() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
 
-go build -trimpath -o "$work/tictac" .
+scripts/build.sh "$work/tictac"
 rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
 qport=$(port); node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
 wait_tcp "$rport"; wait_tcp "$qport"
