@@ -230,13 +230,13 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger) (gameStore, er
 
 // openBus connects to Redis when configured, or returns the in-process bus.
 // After Redis comes back from an outage, resync gets the games' channels.
-func openBus(ctx context.Context, cfg config, log *slog.Logger, resync func([]string)) (hub.Bus, func(), error) {
+func openBus(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer, resync func([]string)) (hub.Bus, func(), error) {
 	if cfg.redisURL == "" {
 		return hub.NewMemoryBus(), func() {}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	b, err := hub.NewRedisBus(ctx, cfg.redisURL, hub.RedisBusOptions{Logger: log.With("component", "redis"), OnResubscribe: resync})
+	b, err := hub.NewRedisBus(ctx, cfg.redisURL, hub.RedisBusOptions{Logger: log.With("component", "redis"), OnResubscribe: resync, Registerer: reg})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -245,9 +245,11 @@ func openBus(ctx context.Context, cfg config, log *slog.Logger, resync func([]st
 
 // serve wires store, bus, hub and router, serves until ctx ends, then drains.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The bus exists before the hub it resyncs.
 	var hubRef atomic.Pointer[hub.Hub]
-	bus, closeBus, err := openBus(ctx, cfg, log, func(channels []string) {
+	bus, closeBus, err := openBus(ctx, cfg, log, reg, func(channels []string) {
 		if h := hubRef.Load(); h != nil {
 			h.Resync(channels)
 		}
@@ -264,8 +266,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if cfg.rethinkAddrs != "" && cfg.redisURL == "" {
 		log.Warn("RethinkDB without Redis: run a single replica, or games across replicas will not see each other's moves")
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace,
 		OriginPatterns: splitList(cfg.allowedOrigins), MaxConnsPerIP: cfg.maxConnsPerIP, TrustedProxies: cfg.trustedProxies})
 	hubRef.Store(h)

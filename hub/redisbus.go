@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 )
 
@@ -24,6 +25,9 @@ type RedisBusOptions struct {
 	// lost, so the hub may use it to push the full state of those games. It
 	// is not called for the first connection. Optional.
 	OnResubscribe func(channels []string)
+	// Registerer gets tictac_bus_disconnects_total and
+	// tictac_bus_reconnects_total; nothing is registered if nil.
+	Registerer prometheus.Registerer
 }
 
 const (
@@ -51,6 +55,8 @@ type RedisBus struct {
 	addr          string
 	log           *slog.Logger
 	onResubscribe func([]string)
+	disconnects   prometheus.Counter
+	reconnects    prometheus.Counter
 
 	ctx    context.Context // ends on Close; stops the supervisor
 	cancel context.CancelFunc
@@ -128,6 +134,12 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 		addr:          addr,
 		log:           opt.Logger,
 		onResubscribe: opt.OnResubscribe,
+		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tictac_bus_disconnects_total", Help: "Times the subscription connection to Redis was lost.",
+		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tictac_bus_reconnects_total", Help: "Times the bus reconnected to Redis and resubscribed.",
+		}),
 		done:          make(chan struct{}),
 		topics:        make(map[string]*topic),
 	}
@@ -139,6 +151,9 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 		return nil, fmt.Errorf("redis %s: %w", addr, err)
 	}
 	b.sub.Store(sc)
+	if opt.Registerer != nil {
+		opt.Registerer.MustRegister(b.disconnects, b.reconnects)
+	}
 	go b.supervise(sc)
 	return b, nil
 }
@@ -313,10 +328,12 @@ func (b *RedisBus) supervise(sc *subConn) {
 			err = errors.New("subscription connection closed")
 		}
 		down := time.Now()
+		b.disconnects.Inc()
 		b.log.Warn("redis bus: connection lost, reconnecting", "addr", b.addr, "err", err)
 		if sc = b.reconnect(); sc == nil {
 			return // closed
 		}
+		b.reconnects.Inc()
 		b.log.Info("redis bus: reconnected", "addr", b.addr, "outage", time.Since(down).Round(time.Millisecond))
 	}
 }

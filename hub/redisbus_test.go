@@ -1,6 +1,8 @@
 package hub_test
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"context"
 	"fmt"
 	"strings"
@@ -130,8 +132,10 @@ func TestRedisBusClose(t *testing.T) {
 func TestRedisBusRestart(t *testing.T) {
 	url, proc := testenv.Redis(t)
 	resubscribed := make(chan []string, 4)
+	reg := prometheus.NewRegistry()
 	bus := newRedisBus(t, url, hub.RedisBusOptions{
 		OnResubscribe: func(chs []string) { resubscribed <- chs },
+		Registerer:    reg,
 	})
 	kept, dropped := "tictac:game:kept", "tictac:game:dropped"
 	in := newInbox(t, 16)
@@ -159,6 +163,11 @@ func TestRedisBusRestart(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("OnResubscribe not called 10s after the restart")
+	}
+	for name, want := range map[string]float64{"tictac_bus_disconnects_total": 1, "tictac_bus_reconnects_total": 1} {
+		if got := counterValue(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
 	admin := newRedisClient(t, url)
 	if got := shardNumSub(t, admin, kept); got != 1 {
@@ -232,4 +241,19 @@ func shardNumSub(tb testing.TB, c rueidis.Client, ch string) int64 {
 		tb.Fatalf("PUBSUB SHARDNUMSUB %s: %v", ch, err)
 	}
 	return n
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
 }
