@@ -140,8 +140,8 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tictac_bus_reconnects_total", Help: "Times the bus reconnected to Redis and resubscribed.",
 		}),
-		done:          make(chan struct{}),
-		topics:        make(map[string]*topic),
+		done:   make(chan struct{}),
+		topics: make(map[string]*topic),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	sc, err := b.connect(ctx)

@@ -1,8 +1,6 @@
 package hub_test
 
 import (
-	"github.com/prometheus/client_golang/prometheus"
-
 	"context"
 	"fmt"
 	"strings"
@@ -10,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/tictac/tictac/hub"
