@@ -55,6 +55,7 @@ func binary(t *testing.T) string {
 // server, replicas of the real binary, and NGINX in front of them.
 type cluster struct {
 	redisURL, rethink, db string
+	redis                 *testenv.Process
 	replicas              []*replica
 	nginx                 string
 }
@@ -71,7 +72,7 @@ func newCluster(t *testing.T, n int, grace time.Duration) *cluster {
 	t.Helper()
 	bin := binary(t)
 	c := &cluster{db: "t" + store.NewID()}
-	c.redisURL, _ = testenv.Redis(t)
+	c.redisURL, c.redis = testenv.Redis(t)
 	c.rethink = testenv.RethinkDB(t)
 	var upstreams []string
 	for i := range n {

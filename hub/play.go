@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/tictac/tictac/game"
@@ -127,6 +126,15 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 	c.hold()
 	defer c.release()
 	if err := c.switchRoom(ctx, g.ID, team, false); err != nil {
+		return err
+	}
+	// Read the game again now that the socket is in the room: a playerAway
+	// published from here on finds the player present (see onAway), and one
+	// published before is in what we read. Reading only before would let a
+	// late away from the replica the player left go unanswered.
+	g, err := c.hub.store.Game(ctx, g.ID)
+	if err != nil {
+		c.dropRoom()
 		return err
 	}
 	c.room.observe(g.Status, g.Moves)
@@ -549,14 +557,25 @@ func (c *conn) cancelWaiting(ctx context.Context, id string) {
 	}
 }
 
-// publish sends frames to everyone in g's game, on every replica.
+// publish sends frames to everyone in g's game, on every replica. It is
+// called once the store has the change, so a bus that cannot be reached does
+// not undo it: the frames go to this replica's sockets in the game, and the
+// other replicas resend the whole state when their bus reconnects (Resync).
 func (h *Hub) publish(ctx context.Context, g *store.Game, frames ...[]byte) error {
 	start := time.Now()
-	err := h.bus.Publish(ctx, channel(g.ID), busMessage(g, frames...))
+	msg := busMessage(g, frames...)
+	err := h.bus.Publish(ctx, channel(g.ID), msg)
 	h.metrics.publish.Observe(time.Since(start).Seconds())
-	if err != nil {
-		h.metrics.busErrors.Inc()
-		return fmt.Errorf("publish to game %s: %w", g.ID, err)
+	if err == nil {
+		return nil
+	}
+	h.metrics.busErrors.Inc()
+	h.log.Warn("publish failed; telling this replica's sockets only", "game", g.ID, "err", err)
+	h.mu.Lock()
+	r := h.rooms[g.ID]
+	h.mu.Unlock()
+	if r != nil {
+		r.deliver(msg)
 	}
 	return nil
 }

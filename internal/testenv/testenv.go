@@ -150,3 +150,13 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Restart stops the process and starts the same command again (same port,
+// same directory), waiting until addr accepts connections.
+func (p *Process) Restart(tb testing.TB, addr string) *Process {
+	tb.Helper()
+	p.Stop()
+	n := Start(tb, p.Cmd.Path, p.Cmd.Args[1:]...)
+	n.WaitTCP(tb, addr)
+	return n
+}
