@@ -243,13 +243,19 @@ func TestBrowser(t *testing.T) {
 		a.waitText("#game-mode", "Computer")
 		ends := []string{"won", "lost", "draw", "Draw"}
 		status := ""
-		for range 5 {
+		for range 12 {
 			status = a.waitStatus(append([]string{"Your turn"}, ends...)...)
 			if status != "Your turn" {
 				break
 			}
+			before := a.board()
 			if !a.playFirstEmpty() {
-				t.Fatalf("could not play a square: %q", a.board())
+				t.Fatalf("could not play a square: %q", before)
+			}
+			// Wait for the move to show; a click the page was not ready
+			// for is simply tried again.
+			for deadline := time.Now().Add(3 * time.Second); a.board() == before && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
 			}
 		}
 		status = a.waitStatus(ends...)
