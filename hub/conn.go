@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,8 +34,7 @@ type conn struct {
 	slow     atomic.Bool // its queue overflowed
 
 	refusals *rate.Limiter
-	slot     int        // stats slot, set at register
-	ip       netip.Addr // the client's address, for the per-address limit
+	slot     int // stats slot, set at register
 
 	// While holding, frames from the room wait in held, so that the reply to
 	// a join goes out before the game's first message.

@@ -197,7 +197,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ip := h.clientIP(r)
 	h.mu.Lock()
 	draining := h.draining
+	// The address's place is taken now, before the upgrade, so that
+	// handshakes in flight at once cannot all slip under the limit.
 	crowded := h.opt.MaxConnsPerIP > 0 && h.perIP[ip] >= h.opt.MaxConnsPerIP
+	if !crowded && !draining {
+		h.perIP[ip]++
+	}
 	h.mu.Unlock()
 	if crowded {
 		h.metrics.dropped.WithLabelValues("per_ip_limit").Inc()
@@ -210,6 +215,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining: reconnect", http.StatusServiceUnavailable)
 		return
 	}
+	defer h.release(ip)
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns:  h.opt.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
@@ -220,7 +226,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opt.ReadLimit)
 	c := newConn(h, ws, newPlayerID())
-	c.ip = ip
 	if !h.register(c) {
 		ws.Close(websocket.StatusServiceRestart, "server is shutting down")
 		return
@@ -228,6 +233,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.wg.Done()
 	c.serve(r.Context())
 	h.unregister(c)
+}
+
+// release gives back an address's place taken in ServeHTTP.
+func (h *Hub) release(ip netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.perIP[ip]--; h.perIP[ip] <= 0 {
+		delete(h.perIP, ip)
+	}
 }
 
 func (h *Hub) register(c *conn) bool {
@@ -239,7 +253,6 @@ func (h *Hub) register(c *conn) bool {
 	c.slot = h.next
 	h.next = (h.next + 1) % statsSlots
 	h.conns[c.slot][c] = struct{}{}
-	h.perIP[c.ip]++
 	h.online++
 	n := h.online
 	h.wg.Add(1)
@@ -257,9 +270,6 @@ func (h *Hub) register(c *conn) bool {
 func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns[c.slot], c)
-	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
-		delete(h.perIP, c.ip)
-	}
 	h.online--
 	n := h.online
 	h.mu.Unlock()
