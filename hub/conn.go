@@ -68,7 +68,7 @@ func newConn(h *Hub, ws *websocket.Conn, player string) *conn {
 
 // serve reads and handles frames until the socket closes, then takes the
 // player out of its game.
-func (c *conn) serve(ctx context.Context) {
+func (c *conn) serve() {
 	var writer sync.WaitGroup
 	writer.Add(1)
 	go func() {

@@ -231,7 +231,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.wg.Done()
-	c.serve(r.Context())
+	c.serve()
 	h.unregister(c)
 }
 
