@@ -23,12 +23,7 @@ func check(t *testing.T, args ...string) (string, error) {
 // TestCheck audits a store after real games, then after tampering with it.
 func TestCheck(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	a := start(t, dir)
-	playAll(t, a)
-	awaitStats(t, a, wantStats)
-	a.stop()
-
+	dir := playedStore(t)
 	out, err := check(t, "-data", dir)
 	if err != nil || !strings.Contains(out, "4 games") || !strings.Contains(out, "ok: the stats agree") {
 		t.Fatalf("check of a sound store: %v\n%s", err, out)

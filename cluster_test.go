@@ -56,6 +56,7 @@ func binary(t *testing.T) string {
 type cluster struct {
 	redisURL, rethink, db string
 	redis                 *testenv.Process
+	checker               *store.Rethink
 	replicas              []*replica
 	nginx                 string
 }
@@ -214,8 +215,16 @@ func TestCluster(t *testing.T) {
 			applied, ended, want["totalMoves"], want["totalGames"])
 	}
 	checkSubscriptions(t, c)
-	if out, err := check(t, "-rethinkdb", c.rethink, "-rethinkdb-db", c.db); err != nil {
-		t.Errorf("tictac check on the cluster's database: %v\n%s", err, out)
+	// The replicas add their counts every 200ms, and the last games end by
+	// forfeit a moment after their players left: give them a few seconds.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		out, err := check(t, "-rethinkdb", c.rethink, "-rethinkdb-db", c.db)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tictac check on the cluster's database: %v\n%s", err, out)
+		}
 	}
 }
 
@@ -240,19 +249,32 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
+// store opens the cluster's database as one more replica would (once; it
+// stays open until the test ends).
+func (c *cluster) store(t *testing.T) *store.Rethink {
+	t.Helper()
+	if c.checker != nil {
+		return c.checker
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := store.OpenRethink(ctx, store.RethinkOptions{Addrs: []string{c.rethink}, DB: c.db, Replica: "checker-" + store.NewID()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c.checker = st
+	return st
+}
+
 // tableStats computes the stats from the games table, with 1 player online
 // (the watcher that reads them).
 func tableStats(t *testing.T, c *cluster) map[string]int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, err := store.OpenRethink(ctx, store.RethinkOptions{Addrs: []string{c.rethink}, DB: c.db, Replica: "checker"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	var s store.Stats
-	err = st.Games(ctx, func(g store.Game) bool {
+	err := c.store(t).Games(ctx, func(g store.Game) bool {
 		switch g.Status {
 		case game.Waiting:
 			return true

@@ -10,21 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/tictac/tictac/internal/wstest"
-	"github.com/tictac/tictac/store"
 )
-
-// gameFromCheck reads a game straight from the cluster's database.
-func gameFromCheck(t *testing.T, c *cluster, id string) (store.Game, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	st, err := store.OpenRethink(ctx, store.RethinkOptions{Addrs: []string{c.rethink}, DB: c.db, Replica: "checker"})
-	if err != nil {
-		return store.Game{}, err
-	}
-	defer st.Close()
-	return st.Game(ctx, id)
-}
 
 // player is a client with a session, so that it can come back.
 type player struct {
@@ -34,15 +20,8 @@ type player struct {
 
 func connect(t *testing.T, url, token string) *player {
 	t.Helper()
-	c := wstest.Dial(t, url)
-	data := map[string]any{}
-	if token != "" {
-		data["token"] = token
-	}
-	c.Send(map[string]any{"action": "hello", "data": data})
-	var s struct{ Token string }
-	c.Expect("session").Decode(t, &s)
-	return &player{Client: c, token: s.Token}
+	c, token := wstest.Hello(t, url, token)
+	return &player{Client: c, token: token}
 }
 
 // resume reconnects p through url and checks it is back in its game with
@@ -161,7 +140,7 @@ acked:
 	// matter: a replica killed with SIGKILL loses the increments it had not
 	// flushed yet, up to 200ms worth; `tictac check` reports the drift. See
 	// issue #6.)
-	g, err := gameFromCheck(t, c, x.GameID)
+	g, err := c.store(t).Game(context.Background(), x.GameID)
 	if err != nil || g.Moves != 5 {
 		t.Fatalf("stored game has %d moves, %v; want the 5 played", g.Moves, err)
 	}

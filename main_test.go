@@ -314,15 +314,23 @@ func TestStatsEndToEnd(t *testing.T) {
 	awaitStats(t, a, wantStats)
 }
 
-// TestRestartKeepsGamesAndStats stops the server gracefully and starts it on
-// the same data directory, with fsync on as by default.
-func TestRestartKeepsGamesAndStats(t *testing.T) {
-	t.Parallel()
+// playedStore plays one game of each ending through the program, with fsync
+// on as by default, stops it gracefully and returns its data directory.
+func playedStore(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	a := start(t, dir)
 	playAll(t, a)
 	awaitStats(t, a, wantStats)
 	a.stop()
+	return dir
+}
+
+// TestRestartKeepsGamesAndStats stops the server gracefully and starts it on
+// the same data directory, with fsync on as by default.
+func TestRestartKeepsGamesAndStats(t *testing.T) {
+	t.Parallel()
+	dir := playedStore(t)
 	b := start(t, dir)
 	awaitStats(t, b, wantStats)
 	// And play goes on where it left off.

@@ -14,23 +14,6 @@ import (
 	"github.com/tictac/tictac/internal/wstest"
 )
 
-// hello opens a socket with a session: token "" asks for a new one.
-func hello(t *testing.T, url, token string) (*wstest.Client, string) {
-	t.Helper()
-	c := wstest.Dial(t, url)
-	data := map[string]any{}
-	if token != "" {
-		data["token"] = token
-	}
-	c.Send(map[string]any{"action": "hello", "data": data})
-	var s struct{ Token string }
-	c.Expect("session").Decode(t, &s)
-	if len(s.Token) != 32 {
-		t.Fatalf("session token %q", s.Token)
-	}
-	return c, s.Token
-}
-
 type state struct {
 	GameID, Team, Status, Mode string
 	Move                       int
@@ -56,14 +39,14 @@ func expectState(t *testing.T, c *wstest.Client) state {
 func TestResume(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{Grace: 10 * time.Second})
-	x, tx := hello(t, s.url, "")
-	o, _ := hello(t, s.url, "")
+	x, tx := wstest.Hello(t, s.url, "")
+	o, _ := wstest.Hello(t, s.url, "")
 	wstest.Pair(t, x, o)
 	x.Move(o, 1, 1)
 	x.WS.Close(websocket.StatusGoingAway, "reload")
 	o.Expect("playerAway")
 
-	back, token := hello(t, s.url, tx)
+	back, token := wstest.Hello(t, s.url, tx)
 	if token != tx {
 		t.Fatalf("session changed from %s to %s", tx, token)
 	}
@@ -85,11 +68,11 @@ func TestResume(t *testing.T) {
 func TestForgedToken(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{Grace: 10 * time.Second})
-	x, _ := hello(t, s.url, "")
-	o, _ := hello(t, s.url, "")
+	x, _ := wstest.Hello(t, s.url, "")
+	o, _ := wstest.Hello(t, s.url, "")
 	wstest.Pair(t, x, o)
 	for _, forged := range []string{"00000000000000000000000000000000", "not-hex", strings.Repeat("A", 32)} {
-		f, token := hello(t, s.url, forged)
+		f, token := wstest.Hello(t, s.url, forged)
 		if forged != "00000000000000000000000000000000" && token == forged {
 			t.Errorf("malformed token %q was adopted", forged)
 		}

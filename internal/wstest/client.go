@@ -260,3 +260,21 @@ func (c *Client) LatestStats(into map[string]int64) {
 		}
 	}
 }
+
+// Hello opens a socket and starts a session on it: token "" asks the server
+// for a new one. It returns the client and the session's token.
+func Hello(tb testing.TB, url, token string) (*Client, string) {
+	tb.Helper()
+	c := Dial(tb, url)
+	data := map[string]any{}
+	if token != "" {
+		data["token"] = token
+	}
+	c.Send(map[string]any{"action": "hello", "data": data})
+	var s struct{ Token string }
+	c.Expect("session").Decode(tb, &s)
+	if len(s.Token) != 32 {
+		tb.Fatalf("session token %q", s.Token)
+	}
+	return c, s.Token
+}
