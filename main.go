@@ -62,6 +62,7 @@ type config struct {
 	pprof           bool
 	allowedOrigins  string
 	maxConnsPerIP   int
+	statsBudget     int
 	trustedProxies  []netip.Prefix
 
 	// Scale-out mode: both set, or neither.
@@ -144,6 +145,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config{}, fmt.Errorf("MAX_CONNS_PER_IP: %w", err)
 	}
 	fs.IntVar(&cfg.maxConnsPerIP, "max-conns-per-ip", perIP, "sockets one client address may hold on this replica, 0 for no limit (env MAX_CONNS_PER_IP)")
+	budget, err := strconv.Atoi(env("STATS_BUDGET", "3000"))
+	if err != nil {
+		return config{}, fmt.Errorf("STATS_BUDGET: %w", err)
+	}
+	fs.IntVar(&cfg.statsBudget, "stats-budget", budget, "live-stats frames this replica may send a second, all sockets together; each socket gets at most 4 a second, fewer when it has more company (env STATS_BUDGET)")
 	proxies := env("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
 	fs.StringVar(&proxies, "trusted-proxies", proxies, "comma-separated CIDRs of load balancers whose X-Real-IP header names the client (env TRUSTED_PROXIES)")
 	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
@@ -169,6 +175,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 			return config{}, fmt.Errorf("-trusted-proxies: %w", err)
 		}
 		cfg.trustedProxies = append(cfg.trustedProxies, prefix)
+	}
+	if cfg.statsBudget < 1 {
+		return config{}, fmt.Errorf("-stats-budget must be at least 1, not %d", cfg.statsBudget)
 	}
 	if cfg.pprof && cfg.adminAddr == "" {
 		return config{}, errors.New("-pprof needs -admin-addr: profiles are never served on the public port")
@@ -267,7 +276,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Warn("RethinkDB without Redis: run a single replica, or games across replicas will not see each other's moves")
 	}
 	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace,
-		OriginPatterns: splitList(cfg.allowedOrigins), MaxConnsPerIP: cfg.maxConnsPerIP, TrustedProxies: cfg.trustedProxies})
+		OriginPatterns: splitList(cfg.allowedOrigins), MaxConnsPerIP: cfg.maxConnsPerIP, TrustedProxies: cfg.trustedProxies,
+		StatsBudget: cfg.statsBudget})
 	hubRef.Store(h)
 
 	var draining atomic.Bool

@@ -18,10 +18,16 @@ import (
 // conn is one player's socket. Its read goroutine owns the game fields; the
 // write goroutine drains the send queue; anyone may enqueue or close.
 type conn struct {
-	hub  *Hub
-	ws   *websocket.Conn
-	tag  string // a short name for logs, fixed at connect
-	send chan []byte
+	hub *Hub
+	ws  *websocket.Conn
+	tag string // a short name for logs, fixed at connect
+
+	// The send queue. A writer goroutine runs only while it holds frames, so
+	// that an idle socket costs no goroutine and no buffer.
+	qmu     sync.Mutex
+	queue   [][]byte
+	writing bool
+	closing bool // a nil frame asking the writer to close is queued
 
 	ctx         context.Context // ends when the socket is done
 	cancel      context.CancelFunc
@@ -57,7 +63,6 @@ func newConn(h *Hub, ws *websocket.Conn, player string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
 		hub: h, ws: ws, player: player, tag: player[:8],
-		send:     make(chan []byte, h.opt.SendQueue),
 		ctx:      ctx,
 		cancel:   cancel,
 		refusals: rate.NewLimiter(rate.Limit(h.opt.Refusals), h.opt.RefusalBurst),
@@ -69,16 +74,9 @@ func newConn(h *Hub, ws *websocket.Conn, player string) *conn {
 // serve reads and handles frames until the socket closes, then takes the
 // player out of its game.
 func (c *conn) serve() {
-	var writer sync.WaitGroup
-	writer.Add(1)
-	go func() {
-		defer writer.Done()
-		c.writeLoop()
-	}()
 	defer func() {
 		c.cancel()
 		c.ws.CloseNow()
-		writer.Wait()
 		c.leave()
 	}()
 	for {
@@ -164,42 +162,85 @@ func (c *conn) release() {
 	c.holding, c.held = false, nil
 }
 
-// enqueue queues f for the write goroutine without blocking. A socket whose
-// queue is full is too slow to play and is closed.
+// enqueue queues f for writing without blocking, and starts the writer if
+// it is not running. A socket whose queue is full is too slow to play and is
+// closed.
 func (c *conn) enqueue(f []byte) {
-	select {
-	case c.send <- f:
-	default:
+	c.qmu.Lock()
+	if c.closing {
+		c.qmu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.hub.opt.SendQueue {
+		c.qmu.Unlock()
 		if c.slow.CompareAndSwap(false, true) {
 			c.hub.log.Info("socket too slow, closing", "player", c.tag)
 			c.hub.metrics.dropped.WithLabelValues("too_slow").Inc()
 			c.close(websocket.StatusPolicyViolation, "too slow")
 		}
+		return
+	}
+	c.push(f)
+	c.qmu.Unlock()
+}
+
+// push appends f, nil for the close, to the queue; c.qmu is held.
+func (c *conn) push(f []byte) {
+	c.queue = append(c.queue, f)
+	if !c.writing {
+		c.writing = true
+		go c.write()
 	}
 }
 
-func (c *conn) writeLoop() {
+// write sends the queued frames in order until the queue is empty, then
+// exits. At most one runs per socket.
+func (c *conn) write() {
+	var batch [][]byte
 	for {
-		select {
-		case <-c.ctx.Done():
+		c.qmu.Lock()
+		clear(batch)
+		batch, c.queue = c.queue, batch[:0]
+		if len(batch) == 0 || c.ctx.Err() != nil {
+			c.writing = false
+			if cap(c.queue) > 16 {
+				c.queue = nil // a burst's array is not kept by an idle socket
+			}
+			c.qmu.Unlock()
 			return
-		case f := <-c.send:
+		}
+		c.qmu.Unlock()
+		// One deadline per batch: a socket that cannot take the frames queued
+		// within WriteTimeout is too slow anyway.
+		ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.WriteTimeout)
+		for _, f := range batch {
 			if f == nil {
+				cancel()
 				c.ws.Close(c.closeCode, c.closeReason)
 				c.cancel()
+				c.drop()
 				return
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.WriteTimeout)
 			start := time.Now()
 			err := c.ws.Write(ctx, websocket.MessageText, f)
-			cancel()
 			c.hub.metrics.write.Observe(time.Since(start).Seconds())
 			if err != nil {
+				cancel()
 				c.cancel()
+				c.drop()
 				return
 			}
 		}
+		cancel()
 	}
+}
+
+// drop empties the queue of a socket that is done, and lets enqueue start
+// no writer again.
+func (c *conn) drop() {
+	c.qmu.Lock()
+	c.closing, c.writing, c.queue = true, false, nil
+	c.qmu.Unlock()
 }
 
 // close closes the socket with code once the frames already queued are
@@ -207,20 +248,23 @@ func (c *conn) writeLoop() {
 // the close. A socket whose queue is full is closed at once. It never blocks.
 func (c *conn) close(code websocket.StatusCode, reason string) {
 	c.closeOnce.Do(func() {
+		c.qmu.Lock()
+		defer c.qmu.Unlock()
 		c.closeCode, c.closeReason = code, reason
-		select {
-		case c.send <- nil: // the writer closes when it gets here
-		default:
-			go func() {
-				c.ws.CloseNow()
-				c.cancel()
-			}()
+		c.closing = true
+		if len(c.queue) < c.hub.opt.SendQueue {
+			c.push(nil) // the writer closes when it gets here
+			return
 		}
+		go func() {
+			c.ws.CloseNow()
+			c.cancel()
+		}()
 	})
 }
 
 // maybePing checks a socket that has been silent for a while: a live browser
-// answers WebSocket pings by itself. Called with Hub.mu held: must not block.
+// answers WebSocket pings by itself. It never blocks.
 func (c *conn) maybePing(now time.Time) {
 	if now.UnixNano()-c.lastSeen.Load() < int64(c.hub.opt.PingInterval) || !c.pinging.CompareAndSwap(false, true) {
 		return

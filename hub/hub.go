@@ -67,6 +67,10 @@ type Options struct {
 	StoreTimeout time.Duration
 	// StatsInterval is the least time between two statsUpdate frames. Default 250ms.
 	StatsInterval time.Duration
+	// StatsBudget bounds the statsUpdate frames a replica sends a second, all
+	// sockets together: with more sockets than StatsBudget × StatsInterval,
+	// each socket's updates come further apart. Default 3000.
+	StatsBudget int
 	// PingInterval is how long a socket may stay silent before the server pings
 	// it; one that does not answer within another PingInterval is closed. Default 30s.
 	PingInterval time.Duration
@@ -122,6 +126,9 @@ func (o *Options) defaults() {
 	}
 	if o.StatsInterval == 0 {
 		o.StatsInterval = 250 * time.Millisecond
+	}
+	if o.StatsBudget == 0 {
+		o.StatsBudget = 3000
 	}
 	if o.PingInterval == 0 {
 		o.PingInterval = 30 * time.Second
@@ -215,24 +222,31 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining: reconnect", http.StatusServiceUnavailable)
 		return
 	}
-	defer h.release(ip)
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		OriginPatterns:  h.opt.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
+		h.release(ip)
 		h.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	ws.SetReadLimit(h.opt.ReadLimit)
 	c := newConn(h, ws, newPlayerID())
 	if !h.register(c) {
+		h.release(ip)
 		ws.Close(websocket.StatusServiceRestart, "server is shutting down")
 		return
 	}
-	defer h.wg.Done()
-	c.serve()
-	h.unregister(c)
+	// The socket gets a goroutine of its own and the handler returns, so that
+	// the HTTP server's goroutine, its stack and the request go away: an idle
+	// socket keeps one small goroutine.
+	go func() {
+		defer h.wg.Done()
+		defer h.release(ip)
+		c.serve()
+		h.unregister(c)
+	}()
 }
 
 // release gives back an address's place taken in ServeHTTP.
@@ -371,20 +385,36 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer sub.Close()
 	go h.pingLoop(ctx)
 	go h.listLoop(ctx)
-	err = h.stats.run(ctx, sub, h.opt.StatsInterval, h.fanout)
+	err = h.stats.run(ctx, sub, h.opt.StatsInterval, h.opt.StatsBudget, h.fanout)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
 }
 
-// fanout queues f on every open socket of a stats slot.
-func (h *Hub) fanout(slot int, f []byte) {
+// fanoutChunk is how many sockets the stats fan-out serves at once: it paces
+// itself to the budget between chunks, so that the writes of a large group
+// never arrive as one burst in front of the moves.
+const fanoutChunk = 64
+
+// fanout queues f on every open socket of a stats slot, at most
+// StatsBudget a second, and returns how many.
+func (h *Hub) fanout(ctx context.Context, slot int, f []byte) int {
 	conns := h.sockets(slot)
-	for _, c := range conns {
-		c.enqueue(f)
+	for i := 0; i < len(conns); i += fanoutChunk {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return i
+			case <-time.After(fanoutChunk * time.Second / time.Duration(h.opt.StatsBudget)):
+			}
+		}
+		for _, c := range conns[i:min(i+fanoutChunk, len(conns))] {
+			c.enqueue(f)
+		}
+		h.metrics.statsFrames.Add(float64(min(fanoutChunk, len(conns)-i)))
 	}
-	h.metrics.statsFrames.Add(float64(len(conns)))
+	return len(conns)
 }
 
 // observeStore records a store call; refusals are answers, not errors.
@@ -450,15 +480,26 @@ func (h *Hub) listLoop(ctx context.Context) {
 	}
 }
 
+// pingLoop pings silent sockets. Each round is spread over half a
+// PingInterval, a chunk of sockets at a time, so that thousands of idle
+// sockets do not all get their ping in the same millisecond.
 func (h *Hub) pingLoop(ctx context.Context) {
-	t := time.NewTicker(h.opt.PingInterval / 2)
-	defer t.Stop()
+	round := h.opt.PingInterval / 2
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			for _, c := range h.sockets(-1) {
+		conns := h.sockets(-1)
+		chunks := (len(conns) + fanoutChunk - 1) / fanoutChunk
+		pause := round
+		if chunks > 0 {
+			pause = round / time.Duration(chunks)
+		}
+		for i := 0; i < len(conns) || i == 0; i += fanoutChunk {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(pause):
+			}
+			now := time.Now()
+			for _, c := range conns[i:min(i+fanoutChunk, len(conns))] {
 				c.maybePing(now)
 			}
 		}

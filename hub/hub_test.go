@@ -476,6 +476,54 @@ func TestStatsCoalesced(t *testing.T) {
 	}
 }
 
+// TestStatsBudget: with more sockets than the budget allows at the usual
+// interval, every socket still hears of changes, less often, and the replica
+// as a whole stays within its frames a second.
+func TestStatsBudget(t *testing.T) {
+	t.Parallel()
+	const watchers, budget = 40, 40 // frames a second, all sockets together
+	s := newServer(t, hub.Options{StatsBudget: budget})
+	conns := make([]*wstest.Client, watchers)
+	for i := range conns {
+		conns[i] = wstest.Dial(t, s.url)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, c := range conns {
+		countStats(t, c) // the full set each socket gets on connect
+	}
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	begin := time.Now()
+	for time.Since(begin) < 2*time.Second {
+		wstest.Pair(t, x, o)
+		for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+			p, q := x, o
+			if i%2 == 1 {
+				p, q = o, x
+			}
+			p.Move(q, sq[0], sq[1])
+		}
+		for _, p := range []*wstest.Client{x, o} {
+			p.ExpectStatus("finished")
+			p.Expect("updateWinner")
+		}
+	}
+	busy := time.Since(begin)
+	total := 0
+	for i, c := range conns {
+		n, _ := countStats(t, c)
+		total += n
+		if n == 0 {
+			t.Errorf("watcher %d heard nothing in %v of games", i, busy)
+		}
+	}
+	// At the usual 4 a second the watchers would get about 4*watchers*busy
+	// frames; the budget allows budget*busy, plus one group (sent before the
+	// wait it causes) and the two players' sockets.
+	if limit := int(busy.Seconds()*budget) + watchers/8 + 2 + 10; total > limit {
+		t.Errorf("%d statsUpdate frames to %d watchers in %v, want at most %d (budget %d/s)", total, watchers, busy, limit, budget)
+	}
+}
+
 func countStats(t *testing.T, c *wstest.Client) (int, map[string]int64) {
 	values := map[string]int64{}
 	n := 0

@@ -34,7 +34,12 @@ func (s *statsRelay) latest() store.Stats {
 	return store.Stats{}
 }
 
-func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval time.Duration, fanout func(slot int, f []byte)) error {
+// run relays the feed until ctx ends. fanout queues a frame on a group's
+// sockets and returns how many it reached. A socket gets at most one frame per
+// interval, and the replica sends at most budget frames a second in all: with
+// many sockets each one hears less often, rather than the fan-out eating the
+// cores that moves need (every frame is a system call).
+func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval time.Duration, budget int, fanout func(ctx context.Context, slot int, f []byte) int) error {
 	var latest store.Stats
 	var sent [statsSlots]store.Stats // what each group was last sent
 	select {
@@ -50,9 +55,9 @@ func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval 
 	for i := range sent {
 		sent[i] = latest
 		s.setFull(i, &latest)
-		fanout(i, *s.full[i].Load()) // sockets that came before the first value
+		fanout(ctx, i, *s.full[i].Load()) // sockets that came before the first value
 	}
-	tick := time.NewTicker(interval / statsSlots)
+	tick := time.NewTimer(interval / statsSlots)
 	defer tick.Stop()
 	slot := 0
 	for {
@@ -68,11 +73,15 @@ func (s *statsRelay) run(ctx context.Context, sub *store.Subscription, interval 
 				s.setLatest(&latest)
 			}
 		case <-tick.C:
+			wait := interval / statsSlots
 			if f := frameStats(&sent[slot], &latest, false); f != nil {
 				sent[slot] = latest
 				s.setFull(slot, &latest) // before the fan-out: see Hub.register
-				fanout(slot, f)
+				start := time.Now()
+				n := fanout(ctx, slot, f)
+				wait = max(wait, time.Duration(n)*time.Second/time.Duration(budget)) - time.Since(start)
 			}
+			tick.Reset(wait)
 			slot = (slot + 1) % statsSlots
 		}
 	}

@@ -1,0 +1,213 @@
+package hub
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
+)
+
+// startHub serves a hub on a real listener; the tests here reach into its
+// sockets, so they live inside the package.
+func startHub(t *testing.T, opt Options) (*Hub, string) {
+	t.Helper()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Logger = slog.New(slog.DiscardHandler)
+	h := New(st, NewMemoryBus(), opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Run(ctx) }()
+	ts := httptest.NewServer(h)
+	t.Cleanup(func() {
+		closeCtx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		h.Close(closeCtx)
+		ts.Close()
+		cancel()
+		<-done
+		st.Close()
+	})
+	return h, "ws" + strings.TrimPrefix(ts.URL, "http")
+}
+
+// dialRaw opens a socket that reads only if read is true: one that does not
+// read answers no ping and lets the server's frames pile up.
+func dialRaw(t *testing.T, h *Hub, url string, read bool) (*websocket.Conn, *conn, chan []byte) {
+	t.Helper()
+	before := map[*conn]bool{}
+	for _, c := range h.sockets(-1) {
+		before[c] = true
+	}
+	ws, _, err := websocket.Dial(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	ws.SetReadLimit(1 << 20)
+	frames := make(chan []byte, 4096)
+	if read {
+		go func() {
+			defer close(frames)
+			for {
+				_, b, err := ws.Read(context.Background())
+				if err != nil {
+					return
+				}
+				frames <- b
+			}
+		}()
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, c := range h.sockets(-1) {
+			if !before[c] {
+				return ws, c, frames
+			}
+		}
+	}
+	t.Fatal("the hub never registered the socket")
+	return nil, nil, nil
+}
+
+// TestSlowReader: a socket that stops reading fills its queue and is dropped
+// as too slow, while the player beside it in the same room gets every frame
+// and the fan-out never waits for the slow one.
+func TestSlowReader(t *testing.T) {
+	t.Parallel()
+	h, url := startHub(t, Options{SendQueue: 16, WriteTimeout: time.Second})
+	_, slow, _ := dialRaw(t, h, url+"/live", false)
+	_, fast, frames := dialRaw(t, h, url+"/live", true)
+	r := &room{id: "g"}
+	r.add(slow)
+	r.add(fast)
+
+	// Frames of 32 KiB, each delivered once the fast client has the one
+	// before: the kernel's buffers between the server and the sleeping client
+	// fill after a few dozen, then its queue does, and nothing waits for it.
+	big := bytes.Repeat([]byte("x"), 32<<10)
+	const sent = 300
+	for i := range sent {
+		r.deliver(append([]byte{byte(game.InProgress), 0}, big...))
+		for got := false; !got; { // stats frames may come between
+			select {
+			case f, ok := <-frames:
+				if !ok {
+					t.Fatalf("the fast socket closed after %d frames", i)
+				}
+				got = len(f) == len(big)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("frame %d never reached the fast socket", i)
+			}
+		}
+	}
+	select {
+	case <-slow.ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow socket was never dropped")
+	}
+	var m dto.Metric
+	if err := h.metrics.dropped.WithLabelValues("too_slow").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 1 {
+		t.Errorf("sockets dropped as too slow = %v, want 1", got)
+	}
+	if fast.ctx.Err() != nil {
+		t.Error("the fast socket was closed")
+	}
+}
+
+// TestSilentSocketsPinged: the server pings sockets that have been silent
+// for a PingInterval; one that answers stays, one that cannot is closed.
+func TestSilentSocketsPinged(t *testing.T) {
+	t.Parallel()
+	h, url := startHub(t, Options{PingInterval: 100 * time.Millisecond})
+	_, deaf, _ := dialRaw(t, h, url+"/live", false)
+	_, live, _ := dialRaw(t, h, url+"/live", true)
+	select {
+	case <-deaf.ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a socket that answers no ping was never closed")
+	}
+	time.Sleep(500 * time.Millisecond) // five more intervals
+	if live.ctx.Err() != nil {
+		t.Error("a socket that answers pings was closed")
+	}
+	if n := h.Online(); n != 1 {
+		t.Errorf("online = %d, want 1", n)
+	}
+}
+
+// TestEarlyFrame: a client that sends its first frame in the same packet as
+// the handshake gets it read; the smaller buffers the socket is handed over
+// with must keep the bytes the HTTP server had already read.
+func TestEarlyFrame(t *testing.T) {
+	t.Parallel()
+	_, url := startHub(t, Options{})
+	addr := strings.TrimPrefix(url, "ws://")
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	payload := []byte(`{"action":"ping"}`)
+	mask := [4]byte{1, 2, 3, 4}
+	frame := []byte{0x81, 0x80 | byte(len(payload))}
+	frame = append(frame, mask[:]...)
+	for i, b := range payload {
+		frame = append(frame, b^mask[i%4])
+	}
+	req := "GET /live HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := nc.Write(append([]byte(req), frame...)); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %s", resp.Status)
+	}
+	// Server frames are unmasked, short ones with a one-byte length.
+	for {
+		var h [2]byte
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			t.Fatalf("no pong: %v", err)
+		}
+		n := int(h[1] & 0x7f)
+		switch n {
+		case 126:
+			var l [2]byte
+			io.ReadFull(br, l[:])
+			n = int(l[0])<<8 | int(l[1])
+		case 127:
+			t.Fatal("unexpectedly long frame")
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(br, body); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(body, []byte(`"pong"`)) {
+			return
+		}
+	}
+}
