@@ -80,7 +80,10 @@ func (c *conn) serve() {
 		c.leave()
 	}()
 	for {
-		typ, data, err := c.ws.Read(c.ctx)
+		// Not c.ctx: every way a socket ends closes the connection, which ends
+		// the read, and a context that can never be done spares each read a
+		// registration on it (memory that an idle socket would keep).
+		typ, data, err := c.ws.Read(context.Background())
 		if err != nil {
 			c.logClose(err)
 			return
@@ -212,7 +215,7 @@ func (c *conn) write() {
 		c.qmu.Unlock()
 		// One deadline per batch: a socket that cannot take the frames queued
 		// within WriteTimeout is too slow anyway.
-		ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.WriteTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.WriteTimeout)
 		for _, f := range batch {
 			if f == nil {
 				cancel()
@@ -226,7 +229,7 @@ func (c *conn) write() {
 			c.hub.metrics.write.Observe(time.Since(start).Seconds())
 			if err != nil {
 				cancel()
-				c.cancel()
+				c.end()
 				c.drop()
 				return
 			}
@@ -256,11 +259,14 @@ func (c *conn) close(code websocket.StatusCode, reason string) {
 			c.push(nil) // the writer closes when it gets here
 			return
 		}
-		go func() {
-			c.ws.CloseNow()
-			c.cancel()
-		}()
+		go c.end()
 	})
+}
+
+// end drops the connection at once; the read loop then finishes the socket.
+func (c *conn) end() {
+	c.cancel()
+	c.ws.CloseNow()
 }
 
 // maybePing checks a socket that has been silent for a while: a live browser
@@ -271,10 +277,10 @@ func (c *conn) maybePing(now time.Time) {
 	}
 	go func() {
 		defer c.pinging.Store(false)
-		ctx, cancel := context.WithTimeout(c.ctx, c.hub.opt.PingInterval)
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.PingInterval)
 		defer cancel()
 		if err := c.ws.Ping(ctx); err != nil {
-			c.cancel()
+			c.end()
 			return
 		}
 		c.lastSeen.Store(time.Now().UnixNano())

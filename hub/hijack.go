@@ -14,7 +14,7 @@ import (
 // smaller buffers cost a rare extra system call and save most of an idle
 // socket's memory. Larger frames still pass through whole.
 const (
-	readBuffer  = 512
+	readBuffer  = 256
 	writeBuffer = 1024
 )
 
