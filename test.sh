@@ -42,6 +42,7 @@ go vet ./...
 step "fuzz (${FUZZTIME:=10s} per target)"
 go test -run '^$' -fuzz '^FuzzPlay$' -fuzztime "$FUZZTIME" ./game
 go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" ./hub
+go test -run '^$' -fuzz '^FuzzMove$' -fuzztime "$FUZZTIME" ./store
 
 step "go test -race"
 go test -race -count=1 -p 1 -timeout 20m ./...
