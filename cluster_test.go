@@ -30,7 +30,7 @@ var (
 )
 
 // binary builds tictac once per test process, with the Dockerfile's build.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := filepath.Abs(filepath.Join("testdata", "bin"))

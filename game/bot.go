@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"sync"
 	"time"
 )
 
@@ -99,7 +100,7 @@ func BestMove(b Board, team Mark, lvl Level, rng *rand.Rand) (x, y int, ok bool)
 		if lvl == Hard {
 			next, score, over := p.play(i, team)
 			if !over {
-				score = -scores[next.key][team.Other()-1]
+				score = -scores()[next.key][team.Other()-1]
 			}
 			v = score
 		}
@@ -200,10 +201,11 @@ func won(mask uint16) bool {
 // score of that position. Entries for positions that are over hold minScore.
 type scoreTable [numKeys][2]int8
 
-// scores is solved once, when the package is initialised, and only read after:
+// scores is solved once, on the first hard move, and only read after:
 // BestMove then costs nine lookups instead of a search of up to 550,000 nodes.
-// Solving every key (39,366 positions, reachable or not) takes 2-3 ms, once per process.
-var scores = solveAll()
+// Solving every key (39,366 positions, reachable or not) takes 3-12 ms, once
+// per process: not at start-up, which the first page waits for.
+var scores = sync.OnceValue(solveAll)
 
 // solveAll fills a table by memoised negamax over every position that is not
 // over, reachable in a real game or not, for both sides to move.
