@@ -61,7 +61,8 @@ func TestDecode(t *testing.T) {
 }
 
 // FuzzDecode checks that any frame decodes to a request or to a client error,
-// never a panic or another kind of error.
+// never a panic or another kind of error, and that the one-pass read of moves
+// agrees with the general decoder.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"action":"ping"}`, `{"action":"joinGame","data":null}`,
@@ -73,6 +74,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, err := decode(data)
+		if want, wantErr := decodeAny(data); req != want || (err == nil) != (wantErr == nil) {
+			t.Fatalf("decode(%q) = %+v, %v; the general decoder says %+v, %v", data, req, err, want, wantErr)
+		}
 		if err != nil {
 			var ce *clientError
 			if !errors.As(err, &ce) || ce.Code == "" || ce.Message == "" {
