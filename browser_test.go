@@ -252,9 +252,13 @@ func TestBrowser(t *testing.T) {
 			if !a.playFirstEmpty() {
 				t.Fatalf("could not play a square: %q", before)
 			}
-			// Wait for the move to show; a click the page was not ready
-			// for is simply tried again.
-			for deadline := time.Now().Add(3 * time.Second); a.board() == before && time.Now().Before(deadline); {
+			// The move shows at once (before the server confirms it).
+			deadline := time.Now().Add(5 * time.Second)
+			for a.board() == before {
+				if time.Now().After(deadline) {
+					a.shot("failure")
+					t.Fatalf("a click on an empty square of our turn was not played: %q", before)
+				}
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
@@ -314,6 +318,9 @@ func openPageAt(t *testing.T, name, url string, s screen) *page {
 // playFirstEmpty plays the first square that the board's description for
 // screen readers calls empty, e.g. "Top row: X, empty, O. Middle row: ...".
 func (p *page) playFirstEmpty() bool {
+	// Read the board once it is ours to play: read before, it can still lack
+	// the opponent's last move, and its "first empty" square be taken.
+	p.run(chromedp.WaitVisible(`#board[data-playable="true"]`, chromedp.ByQuery))
 	label := p.board()
 	for y, row := range []string{"Top row: ", "Middle row: ", "Bottom row: "} {
 		i := strings.Index(label, row)
