@@ -56,6 +56,7 @@ func binary(t testing.TB) string {
 type cluster struct {
 	redisURL, rethink, db string
 	redis                 *testenv.Process
+	dbProxy               *testenv.Proxy // between the replicas and the database, when proxied
 	checker               *store.Rethink
 	replicas              []*replica
 	nginx                 string
@@ -63,7 +64,16 @@ type cluster struct {
 
 type replica struct {
 	name, addr string
+	args       []string // its command line, to start it again
 	proc       *testenv.Process
+}
+
+// start starts the replica's process (again) and waits until it is healthy.
+func (r *replica) start(t *testing.T) {
+	t.Helper()
+	r.proc = testenv.Start(t, binary(t), r.args...)
+	r.proc.WaitTCP(t, r.addr)
+	waitHealthy(t, "http://"+r.addr)
 }
 
 func (r *replica) ws() string { return "ws://" + r.addr + "/live" }
@@ -71,15 +81,28 @@ func (r *replica) ws() string { return "ws://" + r.addr + "/live" }
 // newCluster starts the stack with n replicas; grace is their -grace.
 func newCluster(t *testing.T, n int, grace time.Duration) *cluster {
 	t.Helper()
+	return startCluster(t, n, grace, false)
+}
+
+// startCluster is newCluster; with proxied, the replicas reach the database
+// through c.dbProxy, which the test can cut.
+func startCluster(t *testing.T, n int, grace time.Duration, proxied bool) *cluster {
+	t.Helper()
 	bin := binary(t)
 	c := &cluster{db: "t" + store.NewID()}
 	c.redisURL, c.redis = testenv.Redis(t)
 	c.rethink = testenv.RethinkDB(t)
+	db := c.rethink
+	if proxied {
+		c.dbProxy = testenv.StartProxy(t, c.rethink)
+		db = c.dbProxy.Addr
+	}
 	var upstreams []string
 	for i := range n {
 		r := &replica{name: fmt.Sprintf("r%d", i), addr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-		r.proc = testenv.Start(t, bin, "-addr", r.addr, "-redis", c.redisURL, "-rethinkdb", c.rethink,
-			"-rethinkdb-db", c.db, "-replica", r.name, "-log-format", "json", "-log-level", "debug", "-grace", grace.String())
+		r.args = []string{"-addr", r.addr, "-redis", c.redisURL, "-rethinkdb", db,
+			"-rethinkdb-db", c.db, "-replica", r.name, "-log-format", "json", "-log-level", "debug", "-grace", grace.String()}
+		r.proc = testenv.Start(t, bin, r.args...)
 		r.proc.WaitTCP(t, r.addr)
 		c.replicas = append(c.replicas, r)
 		upstreams = append(upstreams, r.addr)

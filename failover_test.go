@@ -136,10 +136,8 @@ acked:
 	x.settle(t)
 	o.settle(t)
 	x.Move(o.Client, 2, 0)
-	// Every move is in the game as stored. (The stats counters are another
-	// matter: a replica killed with SIGKILL loses the increments it had not
-	// flushed yet, up to 200ms worth; `tictac check` reports the drift. See
-	// issue #6.)
+	// Every move is in the game as stored. (The stats counters too, once a
+	// replica has counted what the killed one had not: TestChaos checks it.)
 	g, err := c.store(t).Game(context.Background(), x.GameID)
 	if err != nil || g.Moves != 5 {
 		t.Fatalf("stored game has %d moves, %v; want the 5 played", g.Moves, err)

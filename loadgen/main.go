@@ -124,6 +124,8 @@ func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "measured time, after the ramp")
 	fs.DurationVar(&cfg.Ramp, "ramp", 2*time.Second, "time over which players connect (not measured)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for moves and think times")
+	fs.BoolVar(&cfg.Resume, "resume", false, "players keep sessions, resume their games after a close, and resend unacknowledged moves")
+	fs.DurationVar(&cfg.Finish, "finish", 0, "with -resume, how long players may take to finish their games at the end (default 4×timeout)")
 	var err error
 	if cfg.URLs, cfg.Progress, cfg.Terminal, err = common.parse(fs, args, stderr); err != nil {
 		return err

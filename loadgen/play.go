@@ -66,6 +66,18 @@ type PlayConfig struct {
 	// rewrites it in place with \r instead of printing one per line.
 	Progress io.Writer
 	Terminal bool
+
+	// Resume makes players that survive restarts, as the browser client
+	// does: each keeps its session token (hello) and, after its socket
+	// closes (1012 from a replica draining, a dropped connection), comes
+	// back and resumes its game; each move carries a move id and is sent
+	// again until acknowledged (moveAck), and refusals that mean "try again"
+	// (unavailable) are retried. Acknowledged moves are in Report.Acked.
+	// When the run's time is up, players finish the games they are in
+	// (waiting players leave) for up to Finish.
+	Resume bool
+	// Finish bounds the end of a Resume run; default 4×Timeout.
+	Finish time.Duration
 }
 
 func (c *PlayConfig) check() error {
@@ -85,6 +97,9 @@ func (c *PlayConfig) check() error {
 		return fmt.Errorf("jitter %v: must be 0..1", c.Jitter)
 	}
 	dialDefaults(&c.Timeout, &c.Sources, &c.DialConcurrency)
+	if c.Finish <= 0 {
+		c.Finish = 4 * c.Timeout
+	}
 	return nil
 }
 
@@ -150,8 +165,19 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	hardCtx, stopHard := context.WithCancel(ctx) // ends a Resume run's finish
+	defer stopHard()
 	var wg sync.WaitGroup
 	for i := range cfg.Players {
+		delay := time.Duration(0)
+		if cfg.Players > 1 {
+			delay = cfg.Ramp * time.Duration(i) / time.Duration(cfg.Players)
+		}
+		if cfg.Resume {
+			p := &resumer{id: i, r: r, url: cfg.URLs[i%len(cfg.URLs)], rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)))}
+			wg.Go(func() { p.loop(runCtx, hardCtx, delay) })
+			continue
+		}
 		p := &player{
 			id:    i,
 			r:     r,
@@ -160,10 +186,6 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 			think: time.NewTimer(time.Hour),
 		}
 		p.think.Stop()
-		delay := time.Duration(0)
-		if cfg.Players > 1 {
-			delay = cfg.Ramp * time.Duration(i) / time.Duration(cfg.Players)
-		}
 		wg.Go(func() { p.loop(runCtx, delay) })
 	}
 	progressDone := make(chan struct{})
@@ -185,6 +207,18 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 	ended := r.now()
 	waiting, connected := r.waiting.Load(), r.connected.Load()
 	cancel()
+	if cfg.Resume {
+		all := make(chan struct{})
+		go func() { wg.Wait(); close(all) }()
+		finish := time.NewTimer(cfg.Finish)
+		select {
+		case <-all:
+		case <-finish.C:
+		case <-ctx.Done():
+		}
+		finish.Stop()
+		stopHard()
+	}
 	wg.Wait()
 	<-progressDone
 	if cfg.Progress != nil && cfg.Terminal {
@@ -209,6 +243,12 @@ type run struct {
 	moves, finished, draws, abandoned   atomic.Int64
 	errorsN, timeouts                   atomic.Int64
 	dialErrors, disconnects, anomaliesN atomic.Int64
+	resends, gaps, unfinished           atomic.Int64 // Resume runs
+
+	ackMu          sync.Mutex
+	acked          map[string][]AckedMove // Resume runs
+	unfinishedList []string
+	joined         map[string]int
 
 	mu        sync.Mutex // guards the rare events below
 	codes     map[string]int64
@@ -229,6 +269,32 @@ func (r *run) anomaly(a Anomaly) {
 	r.kinds[a.Kind]++
 	if len(r.anomalies) < maxAnomalies {
 		r.anomalies = append(r.anomalies, a)
+	}
+}
+
+func (r *run) ack(gameID string, m AckedMove) {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	if r.acked == nil {
+		r.acked = make(map[string][]AckedMove)
+	}
+	r.acked[gameID] = append(r.acked[gameID], m)
+}
+
+func (r *run) noteJoined(gameID string) {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	if r.joined == nil {
+		r.joined = make(map[string]int)
+	}
+	r.joined[gameID]++
+}
+
+func (r *run) noteUnfinished(what string) {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	if len(r.unfinishedList) < maxAnomalies {
+		r.unfinishedList = append(r.unfinishedList, what)
 	}
 }
 

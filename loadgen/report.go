@@ -61,6 +61,20 @@ type Report struct {
 	AnomalyKinds map[AnomalyKind]int64 `json:"anomalyKinds,omitempty"`
 	Anomalies    []Anomaly             `json:"anomalies,omitempty"`
 
+	// Resume runs only: Resends counts moves sent again for want of an ack,
+	// Gaps updateGrids that skipped moves missed while away, Unfinished the
+	// games still in progress when the run ended, and Acked the moves the
+	// server acknowledged, by game id, in the order acknowledged.
+	Resends    int64                  `json:"resends,omitempty"`
+	Gaps       int64                  `json:"gaps,omitempty"`
+	Unfinished int64                  `json:"unfinished,omitempty"`
+	Acked      map[string][]AckedMove `json:"-"`
+	// Joined counts, by game id, the players told they joined it (joinGame
+	// for a game new to them): 2 for every game, unless a reply was lost.
+	Joined map[string]int `json:"-"`
+	// UnfinishedGames describes the first of the Unfinished: who, where.
+	UnfinishedGames []string `json:"unfinishedGames,omitempty"`
+
 	// Mover is the time from sending fillSquare to the mover's own
 	// updateGrid; Opponent from that send to the opponent's updateGrid.
 	Mover    Latency `json:"mover"`
@@ -147,6 +161,10 @@ func (r *run) report(ended time.Duration, waiting, connected int64) *Report {
 		rep.MovesPerSec = float64(rep.Moves) / s
 		rep.GamesPerSec = float64(rep.Games) / s
 	}
+	rep.Resends, rep.Gaps, rep.Unfinished = r.resends.Load(), r.gaps.Load(), r.unfinished.Load()
+	r.ackMu.Lock()
+	rep.Acked, rep.UnfinishedGames, rep.Joined = r.acked, r.unfinishedList, r.joined
+	r.ackMu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rep.ErrorCodes = maps.Clone(r.codes)
@@ -191,6 +209,14 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.Errors, fmtCounts(r.ErrorCodes), r.Timeouts, r.DialErrors, r.Disconnects)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
+	}
+	if r.Acked != nil {
+		n := 0
+		for _, ms := range r.Acked {
+			n += len(ms)
+		}
+		fmt.Fprintf(w, "acknowledged moves %d in %d games  resends %d  gaps %d  unfinished %d\n",
+			n, len(r.Acked), r.Resends, r.Gaps, r.Unfinished)
 	}
 	_, err := fmt.Fprintf(w, "anomalies %d%s\n", r.AnomalyCount, fmtCounts(r.AnomalyKinds))
 	for _, a := range r.Anomalies {

@@ -20,7 +20,7 @@ import (
 const (
 	tableGames   = "games"   // one document per game (type doc)
 	tableQueue   = "queue"   // one document, queueID: the player waiting for a quick match
-	tableStats   = "stats"   // counters {id, value} and presences {id: "presence:<replica>", online, ...}
+	tableStats   = "stats"   // the counters {id: "counters", values, ...} and presences {id: "presence:<replica>", online, ...}
 	tablePlayers = "players" // {id: player, game: id of the player's latest game}
 	queueID      = "quick"
 
@@ -61,8 +61,11 @@ type RethinkOptions struct {
 	Now func() time.Time
 	// Logger receives connection losses and recoveries; nothing is logged if nil.
 	Logger *slog.Logger
-	// FlushInterval is how often the replica adds its stats increments to the
-	// database (one write per changed counter at most); 200ms if zero.
+	// FlushInterval is how often the replica writes its presence (its
+	// players online); 200ms if zero. Every 5 intervals it adds the counts of
+	// the games it wrote to the counters (four writes at most, however many
+	// games), and every 50 (at least 1s) it counts the games that replicas
+	// gone left uncounted.
 	FlushInterval time.Duration
 }
 
@@ -85,12 +88,18 @@ type Rethink struct {
 	replica string
 	flush   time.Duration
 
-	mu      sync.Mutex
-	closed  bool
-	ops     sync.WaitGroup // calls in progress; Close waits for them
-	pending Stats          // increments not yet written, under mu
-	online  int64          // this replica's players, under mu
-	dirty   bool           // online changed since last written, under mu
+	mu     sync.Mutex
+	closed bool
+	ops    sync.WaitGroup      // calls in progress; Close waits for them
+	owed   map[string]owedGame // games written here and not counted yet, under mu
+	writer string              // this process's name among the counters' writers, under mu
+	online int64               // this replica's players, under mu
+	dirty  bool                // online or writer changed since last written, under mu
+	batch  *countBatch         // counts on their way, owned by the flusher
+
+	// suspects are the owed games the last recovery saw unclaimed, with
+	// their versions; owned by the flusher.
+	suspects map[string]int64
 
 	feed feed
 
@@ -147,7 +156,7 @@ func OpenRethink(ctx context.Context, opt RethinkOptions) (*Rethink, error) {
 	bg, stop := context.WithCancel(context.Background())
 	s := &Rethink{
 		sess: sess, db: r.DB(opt.DB), now: opt.Now, log: opt.Logger.With("store", "rethinkdb", "db", opt.DB),
-		replica: opt.Replica, flush: opt.FlushInterval,
+		replica: opt.Replica, flush: opt.FlushInterval, owed: map[string]owedGame{},
 		stop: stop, flushed: make(chan struct{}), watching: make(chan struct{}),
 	}
 	if err := s.createSchema(ctx, opt.DB); err != nil {
@@ -199,21 +208,40 @@ func (s *Rethink) createSchema(ctx context.Context, db string) error {
 			}
 		}
 	}
-	for _, ix := range []string{indexInvite, indexStatus} {
+	for _, ix := range []string{indexInvite, indexStatus, indexOwed} {
 		if _, err := s.games().IndexCreate(ix).RunWrite(s.sess, opts); err != nil && !alreadyExists(err) {
 			return fmt.Errorf("create index %s: %w", ix, err)
 		}
 	}
 	// An index another replica just created may still be building.
-	if err := s.games().IndexWait(indexInvite, indexStatus).Exec(s.sess, r.ExecOpts{Context: ctx}); err != nil {
+	if err := s.games().IndexWait(indexInvite, indexStatus, indexOwed).Exec(s.sess, r.ExecOpts{Context: ctx}); err != nil {
 		return fmt.Errorf("wait for indexes: %w", err)
 	}
-	counters := make([]any, 0, PlayersOnline+1)
+	// The counters start from those of older versions (one document per
+	// counter) when there are any. Conflicts (the document exists) are
+	// reported per document, not as a query error: they are what makes this
+	// safe to run from every replica.
+	var ids []any
 	for i := range PlayersOnline {
-		counters = append(counters, map[string]any{"id": Stat(i).String(), "value": 0})
+		ids = append(ids, Stat(i).String())
 	}
-	// Conflicts (the document exists) are reported per document, not as a
-	// query error: they are what makes this safe to run from every replica.
+	var old []statDoc
+	cur, err := s.db.Table(tableStats).GetAll(ids...).Run(s.sess, opts)
+	if err == nil {
+		err = cur.All(&old)
+		cur.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("read old counters: %w", err)
+	}
+	values := map[string]any{}
+	for i := range PlayersOnline {
+		values[Stat(i).String()] = 0
+	}
+	for _, d := range old {
+		values[d.ID] = d.Value
+	}
+	counters := map[string]any{"id": countersID, "values": values, "writers": map[string]any{}, "applied": map[string]any{}}
 	if err := s.db.Table(tableStats).Insert(counters).Exec(s.sess, r.ExecOpts{Context: ctx}); err != nil {
 		return fmt.Errorf("create counters: %w", err)
 	}
@@ -395,7 +423,7 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 		}
 		if mine == nil {
 			g := Game{ID: newID, PlayerX: player, Game: game.New(), Created: s.stamp()}
-			w, err := runWrite[doc](ctx, s.sess, s.games().Insert(encodeDoc(&g)))
+			w, err := runWrite[doc](ctx, s.sess, s.games().Insert(insertDoc(&g)))
 			if err != nil {
 				return Game{}, fmt.Errorf("insert game %s: %w", newID, err)
 			}
@@ -445,7 +473,7 @@ func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
 		return r.Branch(d.Eq(nil), nil,
 			r.Branch(d.Field("status").Eq(game.Waiting.String()).And(d.Field("playerX").Ne(player)),
 				d.Merge(map[string]any{"status": game.InProgress.String(), "playerO": player, "started": s.stamp(),
-					"version": d.Field("version").Default(0).Add(1)}),
+					"version": d.Field("version").Default(0).Add(1), "owed": true}),
 				d))
 	}, r.ReplaceOpts{ReturnChanges: "always"}))
 	if err != nil {
@@ -462,7 +490,7 @@ func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
 	if err != nil {
 		return Game{}, err
 	}
-	s.count(delta(&before, &g))
+	s.owe(&g)
 	s.enterPlayers(ctx, &before, &g)
 	return g, nil
 }
@@ -583,7 +611,7 @@ func (s *Rethink) apply(ctx context.Context, before Game, fn func(*Game) error) 
 		wctx, cancel := writeCtx(ctx)
 		ok, cur, err := s.cas(wctx, &before, &g)
 		if err == nil && ok {
-			s.count(delta(&before, &g))
+			s.owe(&g)
 			s.enterPlayers(wctx, &before, &g)
 		}
 		cancel()
@@ -626,10 +654,18 @@ func backoff(ctx context.Context, attempt int) error {
 // reports whether it did and, when it did not, the game as it is now. It
 // returns ErrNotFound if the game is gone.
 func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, Game, error) {
+	// The counting fields (see flushCounts) are the store's, not the game's:
+	// they are kept, with owed set if the change counts for anything. A
+	// document from before they existed was counted as it was.
+	// (owed is true or absent, so the stored one never unsets it.)
 	next := encodeDoc(after)
+	next["counted"] = vec(Expected(before))
+	if delta(before, after) != (Stats{}) {
+		next["owed"] = true
+	}
 	w, err := runWrite[doc](ctx, s.sess, s.games().Get(before.ID).Replace(func(d r.Term) any {
 		return r.Branch(d.Eq(nil), nil,
-			r.Branch(d.Field("version").Default(0).Eq(before.Version), next, d))
+			r.Branch(d.Field("version").Default(0).Eq(before.Version), r.Expr(next).Merge(d.Pluck("counted", "claim", "owed")), d))
 	}, r.ReplaceOpts{ReturnChanges: "always"}))
 	if err != nil {
 		return false, Game{}, err
@@ -671,11 +707,10 @@ func (s *Rethink) Create(ctx context.Context, g Game) (Game, error) {
 	}
 	wctx, cancel := writeCtx(ctx)
 	defer cancel()
-	if _, err := runWrite[doc](wctx, s.sess, s.games().Insert(encodeDoc(&g))); err != nil {
+	if _, err := runWrite[doc](wctx, s.sess, s.games().Insert(insertDoc(&g))); err != nil {
 		return Game{}, fmt.Errorf("create game %s: %w", g.ID, err)
 	}
-	empty := Game{Game: game.New()}
-	s.count(delta(&empty, &g))
+	s.owe(&g)
 	s.enterPlayers(wctx, nil, &g)
 	return g, nil
 }
@@ -754,6 +789,16 @@ func encodeDoc(g *Game) map[string]any {
 	}
 	if !d.Ended.IsZero() {
 		m["ended"] = d.Ended
+	}
+	return m
+}
+
+// insertDoc is encodeDoc for a new game, which nothing has counted yet.
+func insertDoc(g *Game) map[string]any {
+	m := encodeDoc(g)
+	m["counted"] = vec(Stats{})
+	if Expected(g) != (Stats{}) {
+		m["owed"] = true
 	}
 	return m
 }

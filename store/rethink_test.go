@@ -705,3 +705,209 @@ func report(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
+
+// TestRethinkCountsSurviveACrash: a replica that dies before adding the
+// counts of the games it wrote (here: cut off from the database, then
+// closed, so its last flush fails and its memory is gone, as after SIGKILL)
+// loses nothing. Another replica counts those games, exactly once, even
+// when a dead replica left a batch half-way: one claim whose counts were
+// added but not settled, and one whose counts were never added. Two
+// replicas recover at once, and neither counts anything twice.
+func TestRethinkCountsSurviveACrash(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	db := newDB()
+	cut := startProxy(t, addr)
+	ctx := t.Context()
+	// The replica that dies never flushes in its lifetime.
+	a, err := store.OpenRethink(ctx, store.RethinkOptions{Addrs: []string{cut.addr()}, DB: db, FlushInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three games: X wins one, one is in progress, one waits.
+	var ids []string
+	for i, moves := range [][][2]int{{{0, 0}, {1, 0}, {0, 1}, {1, 1}, {0, 2}}, {{1, 1}, {0, 0}}} {
+		x, o := "x"+strconv.Itoa(i), "o"+strconv.Itoa(i)
+		w, err := a.Join(ctx, x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Join(ctx, o, store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+		for j, m := range moves {
+			p := x
+			if j%2 == 1 {
+				p = o
+			}
+			if _, err := a.Move(ctx, w.ID, p, m[0], m[1], "m"+strconv.Itoa(j)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ids = append(ids, w.ID)
+	}
+	if _, err := a.Join(ctx, "lonely", store.NewID()); err != nil {
+		t.Fatal(err)
+	}
+	cut.cut()
+	a.Close()
+	cut.restore()
+
+	// What the games say, and the half-done batch of a dead writer: game 0's
+	// counts were added (step 2) but the claim not settled; game 1's claim
+	// was never added.
+	sess, err := r.Connect(r.ConnectOpts{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	var want store.Stats
+	var first store.Stats
+	b0 := openRethink(t, addr, db, func(o *store.RethinkOptions) { o.FlushInterval = time.Hour })
+	err = b0.Games(ctx, func(g store.Game) bool {
+		e := store.Expected(&g)
+		if g.ID == ids[0] {
+			first = e
+		}
+		for i := range want {
+			want[i] += e[i]
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want[store.TotalGames] != 2 || want[store.TotalMoves] != 7 || want[store.WonByX] != 1 || want[store.GamesInProgress] != 1 {
+		t.Fatalf("the games say %v", want)
+	}
+	vec := func(s store.Stats) []any {
+		out := make([]any, len(s))
+		for i, v := range s {
+			out[i] = v
+		}
+		return out
+	}
+	games, stats := r.DB(db).Table("games"), r.DB(db).Table("stats")
+	for i, k := range []string{"added", "lost"} {
+		var g store.Stats
+		if i == 0 {
+			g = first
+		} else {
+			for j := range g {
+				g[j] = want[j] - first[j]
+			}
+		}
+		claim := map[string]any{"k": k, "w": "dead/1", "ver": r.Row.Field("version"), "from": vec(store.Stats{}), "to": vec(g)}
+		if _, err := games.Get(ids[i]).Update(map[string]any{"claim": claim}).RunWrite(sess); err != nil {
+			t.Fatal(err)
+		}
+	}
+	values := map[string]any{}
+	for i, v := range first {
+		if store.Stat(i) != store.PlayersOnline {
+			values[store.Stat(i).String()] = v
+		}
+	}
+	if _, err := stats.Get("counters").Update(map[string]any{"values": values, "applied": map[string]any{"added": "dead/1"},
+		"writers": map[string]any{"dead/1": r.Now().Sub(60)}}).RunWrite(sess); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b0.Stats(ctx); got[store.TotalGames] == 2 {
+		t.Fatalf("stats %v before any recovery: the test sets nothing up", got)
+	}
+
+	// Two live replicas recover the counts, at once.
+	b := openRethink(t, addr, db, replica("b"))
+	c := openRethink(t, addr, db, replica("c"))
+	converge(t, []*store.Rethink{b, c}, want)
+	// And the counts stay right: nothing is owed, claimed or pending any more.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left struct {
+			Owed    int            `rethinkdb:"owed"`
+			Claims  int            `rethinkdb:"claims"`
+			Applied map[string]any `rethinkdb:"applied"`
+			Writers map[string]any `rethinkdb:"writers"`
+		}
+		q := r.Expr(map[string]any{
+			"owed":    games.GetAllByIndex("owed", true).Count(),
+			"claims":  games.HasFields("claim").Count(),
+			"applied": stats.Get("counters").Field("applied"),
+			"writers": stats.Get("counters").Field("writers"),
+		})
+		if err := q.ReadOne(&left, sess); err != nil {
+			t.Fatal(err)
+		}
+		_, deadStill := left.Writers["dead/1"]
+		if left.Owed == 0 && left.Claims == 0 && len(left.Applied) == 0 && !deadStill {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after recovery: %d games owed, %d claimed, applied %v, writers %v", left.Owed, left.Claims, left.Applied, left.Writers)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // two more recoveries of each replica
+	converge(t, []*store.Rethink{b, c}, want)
+}
+
+// TestRethinkRevokedWriterCountsOnce: a replica whose writer was revoked
+// (as recovery does to a replica it believes gone, say after a long cut)
+// cannot add its counts under that name; it registers again, and what it
+// claimed is freed and counted once.
+func TestRethinkRevokedWriterCountsOnce(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	db := newDB()
+	a := openRethink(t, addr, db)
+	sess, err := r.Connect(r.ConnectOpts{Address: addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	counters := r.DB(db).Table("stats").Get("counters")
+	writers := func() map[string]any {
+		var w map[string]any
+		if err := counters.Field("writers").ReadOne(&w, sess); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(writers()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica never registered as a writer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	first := writers()
+	if _, err := counters.Replace(func(c r.Term) any {
+		return c.Without("writers").Merge(map[string]any{"writers": map[string]any{}})
+	}).RunWrite(sess); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	w, err := a.Join(ctx, "x", store.NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Join(ctx, "o", store.NewID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Move(ctx, w.ID, "x", 1, 1, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	want := store.Stats{store.TotalGames: 1, store.TotalMoves: 1, store.GamesInProgress: 1}
+	converge(t, []*store.Rethink{a}, want)
+	now := writers()
+	for name := range first {
+		if _, ok := now[name]; ok {
+			t.Errorf("revoked writer %s is back among %v", name, now)
+		}
+	}
+	if len(now) != 1 {
+		t.Errorf("writers %v, want the replica's new name alone", now)
+	}
+	time.Sleep(3 * time.Second) // a recovery or two more: nothing counts twice
+	converge(t, []*store.Rethink{a}, want)
+}

@@ -160,3 +160,6 @@ func (p *Process) Restart(tb testing.TB, addr string) *Process {
 	n.WaitTCP(tb, addr)
 	return n
 }
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
