@@ -1,12 +1,13 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -17,102 +18,149 @@ import (
 	"github.com/tictac/tictac/game"
 )
 
-var (
-	bucketGames   = []byte("games")
-	bucketWaiting = []byte("waiting") // queue number -> game id, oldest first
-	bucketStats   = []byte("stats")   // stat id -> int64, big endian
-	bucketInvites = []byte("invites") // invite code -> id of the waiting friend game
-	bucketPlayers = []byte("players") // player id -> id of the player's latest game
-	bucketLive    = []byte("live")    // id of every game in progress -> nothing
+// The buckets, numbered as the write-ahead log names them.
+const (
+	bGames   byte = iota
+	bWaiting      // queue number -> game id, oldest first
+	bStats        // stat id -> int64, big endian
+	bInvites      // invite code -> id of the waiting friend game
+	bPlayers      // player id -> id of the player's latest game
+	bLive         // id of every game in progress -> nothing
+	numBuckets
 )
 
-// maxBatch bounds how many writes share one transaction and one fsync.
-const maxBatch = 256
+var bucketNames = [numBuckets][]byte{[]byte("games"), []byte("waiting"), []byte("stats"), []byte("invites"), []byte("players"), []byte("live")}
+
+var (
+	// bucketMeta holds keyWALSeq: the seq of the last log record the file includes.
+	bucketMeta = []byte("meta")
+	keyWALSeq  = []byte("walSeq")
+)
+
+const (
+	// maxBatch bounds how many writes share one log record and one fsync.
+	maxBatch = 256
+	// checkpointEvery and checkpointBytes bound how much of the log there is
+	// to replay on open (about 15,000 moves at 500 a second). A checkpoint
+	// commits the Bolt file, which the committer waits for (10 to 50 ms: the
+	// pages of every game touched since the last one, and two fsyncs), so
+	// checkpoints are kept rare: the cost hardly grows with the interval,
+	// since the same games' pages are dirtied again and again.
+	checkpointEvery = 30 * time.Second
+	checkpointBytes = 32 << 20
+	// maxCached bounds the cache of games not over; past it the cache starts over.
+	maxCached = 1 << 16
+)
 
 // BoltOptions configure OpenBolt.
 type BoltOptions struct {
-	// NoSync skips the fsync at each commit: writes survive a crash of the
-	// process but not of the machine (like RethinkDB's soft durability).
+	// NoSync skips the fsyncs: writes survive a crash of the process but not
+	// of the machine (like RethinkDB's soft durability).
 	NoSync bool
 	// Now returns the time stamped on games and moves; time.Now if nil.
 	Now func() time.Time
 }
 
-// Bolt is the embedded store: every game and counter in one bbolt file.
-// Writes go through one committer goroutine that puts every write waiting at
-// that moment into a single transaction, so concurrent moves share an fsync and
-// a lone move never waits for company.
+// Bolt is the embedded store: every game and counter in one bbolt file, with
+// a write-ahead log beside it (the file's name with "-wal" added).
+//
+// Writes go through one committer goroutine that runs every write waiting at
+// that moment as one batch, appends the batch's changes to the log as one
+// record and fdatasyncs it once, so concurrent moves share an fsync and a lone
+// move never waits for company. The changes also go into a write transaction
+// that stays open between checkpoints, which commit it to the file every few
+// seconds and start the log over. Reads go through the committer too, so they
+// see every acknowledged write. The committer keeps the games that are not
+// over decoded, so a move does not decode and replay the game's history.
 type Bolt struct {
 	db   *bolt.DB
+	wal  *wal
 	now  func() time.Time
 	ops  chan *op
 	quit chan struct{}
 	done chan struct{}
 	once sync.Once
+	// closeErr is what Close returns.
+	closeErr error
 
 	persisted Stats // written by the committer goroutine under feedMu
 	online    atomic.Int64
 	feed      feed
 	feedMu    sync.Mutex // orders publishes from the committer and SetOnline
+
+	// Owned by the committer goroutine (and by OpenBolt before it starts).
+	tx       *bolt.Tx                 // open between checkpoints
+	buckets  [numBuckets]*bolt.Bucket // tx's buckets
+	seq      uint64                   // the last log record's seq
+	ckptSeq  uint64                   // the last seq the file includes
+	ckptAt   time.Time
+	cache    map[string]*cached // games not over, as of the last acknowledged batch
+	staged   map[string]*cached // the batch's changes to cache; nil for deleted
+	broken   error              // set when the log or the file failed; every write fails with it
+	wantCkpt bool               // a checkpoint was asked for
 }
 
-// op is one write: fn runs inside the batch's transaction and adds its effect
-// on the stats to d. If fn returns a refusal it must not have written anything.
+// cached is a decoded game and its place in the waiting queue. Its History is
+// clipped, so an append to it by anyone makes a new array; it is never
+// changed in place.
+type cached struct {
+	g     Game
+	queue uint64
+}
+
+// op is one read or write: fn runs inside the batch and adds its effect on the
+// stats to d. If fn returns a refusal it must not have written anything. An op
+// with checkpoint set has no fn: it waits for a checkpoint.
 type op struct {
-	ctx  context.Context
-	fn   func(tx *bolt.Tx, d *Stats) error
-	err  error
-	done chan struct{}
+	ctx        context.Context
+	fn         func(b *batch, d *Stats) error
+	checkpoint bool
+	err        error
+	done       chan struct{}
 }
 
-// OpenBolt opens or creates the store file at path. Waiting games left by a
-// previous process are removed: a waiting game belongs to a connected socket.
-// It fails if another process holds the file.
+// batch is what an op works with: the open transaction, through methods that
+// also log each change and keep the cache in step.
+type batch struct {
+	s   *Bolt
+	log walWriter
+}
+
+// OpenBolt opens or creates the store file at path and its log, and replays
+// into the file what the log holds beyond the file's last checkpoint. Waiting
+// games left by a previous process are removed: a waiting game belongs to a
+// connected socket. A log left beside a file that no longer exists is
+// discarded. It fails if another process holds the file, or if the log does
+// not continue the file (records missing between them).
 func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
+	_, statErr := os.Stat(path)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.NoSync = opt.NoSync
-	s := &Bolt{db: db, now: opt.Now, ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{})}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A log beside a new file belonged to a file that was deleted.
+		if err := os.Remove(path + "-wal"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	w, err := openWAL(path+"-wal", !opt.NoSync)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Bolt{db: db, wal: w, now: opt.Now, ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{}),
+		cache: make(map[string]*cached), staged: make(map[string]*cached)}
 	if s.now == nil {
 		s.now = time.Now
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketGames, bucketWaiting, bucketStats, bucketInvites, bucketPlayers, bucketLive} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
+	if err := s.recoverOpen(); err != nil {
+		if s.tx != nil {
+			s.tx.Rollback()
 		}
-		games, waiting := tx.Bucket(bucketGames), tx.Bucket(bucketWaiting)
-		c := waiting.Cursor()
-		for k, id := c.First(); k != nil; k, id = c.First() {
-			if err := games.Delete(id); err != nil {
-				return err
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		invites := tx.Bucket(bucketInvites)
-		ic := invites.Cursor()
-		for k, id := ic.First(); k != nil; k, id = ic.First() {
-			if err := games.Delete(id); err != nil {
-				return err
-			}
-			if err := ic.Delete(); err != nil {
-				return err
-			}
-		}
-		stats := tx.Bucket(bucketStats)
-		for i := range s.persisted {
-			if v := stats.Get([]byte(Stat(i).String())); len(v) == 8 {
-				s.persisted[i] = int64(binary.BigEndian.Uint64(v))
-			}
-		}
-		return nil
-	})
-	if err != nil {
+		w.close()
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -121,13 +169,147 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 	return s, nil
 }
 
+// recoverOpen replays the log, clears the waiting games, reads the stats and
+// checkpoints, leaving a new transaction open.
+func (s *Bolt) recoverOpen() error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	if v := s.tx.Bucket(bucketMeta).Get(keyWALSeq); len(v) == 8 {
+		s.ckptSeq = binary.BigEndian.Uint64(v)
+	}
+	s.seq = s.ckptSeq
+	if err := s.replay(); err != nil {
+		return err
+	}
+	games, waiting, invites := s.buckets[bGames], s.buckets[bWaiting], s.buckets[bInvites]
+	for _, b := range []*bolt.Bucket{waiting, invites} {
+		c := b.Cursor()
+		for k, id := c.First(); k != nil; k, id = c.First() {
+			if err := games.Delete(id); err != nil {
+				return err
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+	}
+	stats := s.buckets[bStats]
+	for i := range s.persisted {
+		if v := stats.Get([]byte(Stat(i).String())); len(v) == 8 {
+			s.persisted[i] = int64(binary.BigEndian.Uint64(v))
+		}
+	}
+	return s.checkpoint()
+}
+
+// begin opens the write transaction that lasts until the next checkpoint.
+func (s *Bolt) begin() error {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	s.tx = tx
+	for i, name := range bucketNames {
+		if s.buckets[i], err = tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	_, err = tx.CreateBucketIfNotExists(bucketMeta)
+	return err
+}
+
+// replay applies to the open transaction the log's records after s.seq.
+func (s *Bolt) replay() error {
+	err := s.wal.records(func(seq uint64, payload []byte) error {
+		switch {
+		case seq <= s.seq:
+			return nil // already in the file
+		case seq != s.seq+1:
+			return fmt.Errorf("%w: record %d follows %d", errWALCorrupt, seq, s.seq)
+		}
+		if err := walEntries(payload, s.apply); err != nil {
+			return fmt.Errorf("record %d: %w", seq, err)
+		}
+		s.seq = seq
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replay log: %w", err)
+	}
+	return nil
+}
+
+func (s *Bolt) apply(e walEntry) error {
+	if int(e.bucket) >= len(s.buckets) {
+		return errWALCorrupt
+	}
+	b := s.buckets[e.bucket]
+	switch e.kind {
+	case walPut:
+		return b.Put(e.key, e.value)
+	case walDelete:
+		return b.Delete(e.key)
+	default:
+		return b.SetSequence(e.seq)
+	}
+}
+
+// checkpoint commits the open transaction with everything logged so far,
+// starts the log over and opens the next transaction.
+func (s *Bolt) checkpoint() error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], s.seq)
+	if err := s.tx.Bucket(bucketMeta).Put(keyWALSeq, v[:]); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	err := s.tx.Commit()
+	s.tx = nil
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	s.wal.reset()
+	s.ckptSeq, s.ckptAt = s.seq, time.Now()
+	if err := s.begin(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}
+
+// rollback drops the open transaction and rebuilds it from the file and the
+// log, for a batch that failed half-way.
+func (s *Bolt) rollback() error {
+	clear(s.cache)
+	if s.tx != nil {
+		s.tx.Rollback()
+		s.tx = nil
+	}
+	if err := s.begin(); err != nil {
+		return err
+	}
+	want := s.seq
+	s.seq = s.ckptSeq
+	if err := s.replay(); err != nil {
+		return err
+	}
+	if s.seq != want {
+		return fmt.Errorf("%w: replayed up to record %d, want %d", errWALCorrupt, s.seq, want)
+	}
+	return nil
+}
+
 // Close finishes the writes already submitted, refuses new ones with ErrClosed,
-// ends every stats subscription and closes the file.
+// ends every stats subscription, checkpoints and closes the files. It returns
+// the error that stopped the store, if one did (what the log holds is then
+// replayed by the next open). Closing again returns the same.
 func (s *Bolt) Close() error {
-	s.once.Do(func() { close(s.quit) })
-	<-s.done
-	s.feed.closeAll()
-	return s.db.Close()
+	s.once.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.feed.closeAll()
+		s.closeErr = errors.Join(s.broken, s.wal.close(), s.db.Close())
+	})
+	return s.closeErr
 }
 
 // Join pairs player with the oldest waiting game, or opens a waiting game with
@@ -135,11 +317,12 @@ func (s *Bolt) Close() error {
 // back. The returned game is InProgress when paired and Waiting otherwise.
 func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 	var g Game
-	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
-		games, waiting := tx.Bucket(bucketGames), tx.Bucket(bucketWaiting)
+	err := s.write(ctx, func(b *batch, d *Stats) error {
+		waiting := b.s.buckets[bWaiting]
 		if k, id := waiting.Cursor().First(); k != nil {
+			k = slices.Clone(k)
 			var err error
-			if g, err = load(games, id); err != nil {
+			if g, _, err = b.load(string(id)); err != nil {
 				return fatal(err)
 			}
 			if g.PlayerX == player {
@@ -151,24 +334,24 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 			if err := g.Start(); err != nil {
 				return fatal(err)
 			}
-			if err := waiting.Delete(k); err != nil {
-				return fatal(err)
+			if err := b.del(bWaiting, k); err != nil {
+				return err
 			}
 			add(d, delta(&before, &g))
-			return save(tx, &before, &g, 0)
+			return b.save(&before, &g, 0)
 		}
-		if games.Get([]byte(newID)) != nil {
-			return fatal(fmt.Errorf("game id %q already exists", newID))
+		if _, _, err := b.load(newID); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("game id %q already exists", newID)
 		}
-		q, err := waiting.NextSequence()
+		q, err := b.nextSequence(bWaiting)
 		if err != nil {
-			return fatal(err)
+			return err
 		}
 		g = Game{ID: newID, PlayerX: player, Game: game.New(), Created: s.now()}
-		if err := waiting.Put(queueKey(q), []byte(newID)); err != nil {
-			return fatal(err)
+		if err := b.put(bWaiting, queueKey(q), []byte(newID)); err != nil {
+			return err
 		}
-		return save(tx, nil, &g, q)
+		return b.save(nil, &g, q)
 	})
 	if err != nil {
 		return Game{}, fmt.Errorf("join: %w", err)
@@ -182,11 +365,10 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 // ended.
 func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 	var g Game
-	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
-		games := tx.Bucket(bucketGames)
+	err := s.write(ctx, func(b *batch, d *Stats) error {
 		var q uint64
 		var err error
-		if g, q, err = loadQueued(games, []byte(id)); err != nil {
+		if g, q, err = b.load(id); err != nil {
 			return err
 		}
 		if g.Team(player) == game.Empty {
@@ -194,16 +376,16 @@ func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 		}
 		if g.Status == game.Waiting {
 			if q != 0 {
-				if err := tx.Bucket(bucketWaiting).Delete(queueKey(q)); err != nil {
-					return fatal(err)
+				if err := b.del(bWaiting, queueKey(q)); err != nil {
+					return err
 				}
 			}
 			if g.Invite != "" {
-				if err := tx.Bucket(bucketInvites).Delete([]byte(g.Invite)); err != nil {
-					return fatal(err)
+				if err := b.del(bInvites, []byte(g.Invite)); err != nil {
+					return err
 				}
 			}
-			return fatalIf(games.Delete([]byte(id)))
+			return b.remove(id)
 		}
 		before := g
 		if err := g.Resign(player, s.now()); err != nil {
@@ -211,7 +393,7 @@ func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 		}
 		g.Version++
 		add(d, delta(&before, &g))
-		return save(tx, &before, &g, 0)
+		return b.save(&before, &g, 0)
 	})
 	if err != nil {
 		return Game{}, fmt.Errorf("leave game %s: %w", id, err)
@@ -232,40 +414,44 @@ func (s *Bolt) Move(ctx context.Context, id, player string, x, y int, moveID str
 // with that error (wrapped). ErrNotFound if there is no such game.
 func (s *Bolt) Update(ctx context.Context, id string, fn func(*Game) error) (Game, error) {
 	var g Game
-	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
-		before, q, err := loadQueued(tx.Bucket(bucketGames), []byte(id))
-		if err != nil {
-			return err
-		}
-		g = before
-		g.History = slices.Clone(before.History)
-		if err := fn(&g); err != nil {
-			g = before
-			return err
-		}
-		g.Version = before.Version + 1
-		add(d, delta(&before, &g))
-		return save(tx, &before, &g, q)
-	})
+	err := s.write(ctx, func(b *batch, d *Stats) error { return b.update(id, fn, &g, d) })
 	if err != nil {
 		return g, fmt.Errorf("update game %s: %w", id, err)
 	}
 	return g, nil
 }
 
+// update is Update inside a batch; it leaves the game in *out.
+func (b *batch) update(id string, fn func(*Game) error, out *Game, d *Stats) error {
+	before, q, err := b.load(id)
+	if err != nil {
+		return err
+	}
+	g := before
+	g.History = slices.Clone(before.History)
+	if err := fn(&g); err != nil {
+		*out = before
+		return err
+	}
+	g.Version = before.Version + 1
+	add(d, delta(&before, &g))
+	*out = g
+	return b.save(&before, &g, q)
+}
+
 // Create stores a new game: a friend's game waiting with its invite code, a
 // game against the computer, a rematch. It fails if the id or invite is taken.
 func (s *Bolt) Create(ctx context.Context, g Game) (Game, error) {
-	err := s.write(ctx, func(tx *bolt.Tx, d *Stats) error {
-		if tx.Bucket(bucketGames).Get([]byte(g.ID)) != nil {
-			return fatal(fmt.Errorf("game id %q already exists", g.ID))
+	err := s.write(ctx, func(b *batch, d *Stats) error {
+		if _, _, err := b.load(g.ID); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("game id %q already exists", g.ID)
 		}
-		if g.Invite != "" && tx.Bucket(bucketInvites).Get([]byte(g.Invite)) != nil {
-			return fatal(fmt.Errorf("invite %q already exists", g.Invite))
+		if g.Invite != "" && b.s.buckets[bInvites].Get([]byte(g.Invite)) != nil {
+			return fmt.Errorf("invite %q already exists", g.Invite)
 		}
 		empty := Game{Game: game.New()}
 		add(d, delta(&empty, &g))
-		return save(tx, nil, &g, 0)
+		return b.save(nil, &g, 0)
 	})
 	if err != nil {
 		return Game{}, fmt.Errorf("create game: %w", err)
@@ -277,28 +463,35 @@ func (s *Bolt) Create(ctx context.Context, g Game) (Game, error) {
 // returns ErrNotFound when no game waits with that code (wrong, used, or
 // cancelled), and ErrNotPlayer when player is its creator.
 func (s *Bolt) JoinInvite(ctx context.Context, player, code string) (Game, error) {
-	var id []byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		id = bytes.Clone(tx.Bucket(bucketInvites).Get([]byte(code)))
+	var g Game
+	now := s.now()
+	err := s.write(ctx, func(b *batch, d *Stats) error {
+		id := b.s.buckets[bInvites].Get([]byte(code))
+		if id == nil {
+			return fmt.Errorf("invite: %w", ErrNotFound)
+		}
+		err := b.update(string(id), func(g *Game) error { return g.AcceptInvite(player, code, now) }, &g, d)
+		if err != nil {
+			return fmt.Errorf("update game %s: %w", id, err)
+		}
 		return nil
 	})
-	if err != nil || id == nil {
-		return Game{}, fmt.Errorf("invite: %w", ErrNotFound)
+	if err != nil {
+		return g, err
 	}
-	now := s.now()
-	return s.Update(ctx, string(id), func(g *Game) error { return g.AcceptInvite(player, code, now) })
+	return g, nil
 }
 
 // Active returns player's latest game if it waits or is in progress, else ErrNotFound.
 func (s *Bolt) Active(ctx context.Context, player string) (Game, error) {
 	var g Game
-	err := s.db.View(func(tx *bolt.Tx) error {
-		id := tx.Bucket(bucketPlayers).Get([]byte(player))
+	err := s.write(ctx, func(b *batch, d *Stats) error {
+		id := b.s.buckets[bPlayers].Get([]byte(player))
 		if id == nil {
 			return ErrNotFound
 		}
 		var err error
-		if g, err = load(tx.Bucket(bucketGames), id); err != nil {
+		if g, _, err = b.load(string(id)); err != nil {
 			return err
 		}
 		if g.Status.Over() {
@@ -315,21 +508,19 @@ func (s *Bolt) Active(ctx context.Context, player string) (Game, error) {
 // Live returns up to limit games in progress.
 func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
 	var out []Game
-	err := s.db.View(func(tx *bolt.Tx) error {
-		games := tx.Bucket(bucketGames)
-		return tx.Bucket(bucketLive).ForEach(func(id, _ []byte) error {
-			if len(out) >= limit {
-				return errStop
-			}
-			g, err := load(games, id)
+	err := s.write(ctx, func(b *batch, d *Stats) error {
+		out = out[:0]
+		c := b.s.buckets[bLive].Cursor()
+		for id, _ := c.First(); id != nil && len(out) < limit; id, _ = c.Next() {
+			g, _, err := b.load(string(id))
 			if err != nil {
 				return err
 			}
 			out = append(out, g)
-			return nil
-		})
+		}
+		return nil
 	})
-	if err != nil && !errors.Is(err, errStop) {
+	if err != nil {
 		return nil, fmt.Errorf("live games: %w", err)
 	}
 	return out, nil
@@ -338,9 +529,9 @@ func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
 // Game loads game id. It returns ErrNotFound if there is none.
 func (s *Bolt) Game(ctx context.Context, id string) (Game, error) {
 	var g Game
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.write(ctx, func(b *batch, d *Stats) error {
 		var err error
-		g, err = load(tx.Bucket(bucketGames), []byte(id))
+		g, _, err = b.load(id)
 		return err
 	})
 	if err != nil {
@@ -350,9 +541,14 @@ func (s *Bolt) Game(ctx context.Context, id string) (Game, error) {
 }
 
 // Games calls fn with every stored game, in id order, until fn returns false.
+// It sees the games as they were when it was called: it checkpoints, then
+// reads the file.
 func (s *Bolt) Games(ctx context.Context, fn func(Game) bool) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketGames).ForEach(func(k, v []byte) error {
+	if err := s.Checkpoint(ctx); err != nil {
+		return err
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketNames[bGames]).ForEach(func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -366,6 +562,21 @@ func (s *Bolt) Games(ctx context.Context, fn func(Game) bool) error {
 			return nil
 		})
 	})
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// Checkpoint commits to the file everything acknowledged so far and starts the
+// log over. The committer does it by itself every 30 seconds, or sooner
+// when the log holds 32 MiB.
+func (s *Bolt) Checkpoint(ctx context.Context) error {
+	o := &op{ctx: ctx, checkpoint: true, done: make(chan struct{})}
+	if err := s.submit(o); err != nil {
+		return err
+	}
+	return o.err
 }
 
 var errStop = errors.New("stop")
@@ -401,29 +612,44 @@ func (s *Bolt) publish() {
 	s.feed.publish(st)
 }
 
-// write hands fn to the committer and waits for its transaction to commit.
-func (s *Bolt) write(ctx context.Context, fn func(*bolt.Tx, *Stats) error) error {
+// write hands fn to the committer and waits for its batch to be durable.
+func (s *Bolt) write(ctx context.Context, fn func(*batch, *Stats) error) error {
 	o := &op{ctx: ctx, fn: fn, done: make(chan struct{})}
+	if err := s.submit(o); err != nil {
+		return err
+	}
+	return o.err
+}
+
+func (s *Bolt) submit(o *op) error {
 	select {
 	case s.ops <- o:
 	case <-s.quit:
 		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-o.ctx.Done():
+		return o.ctx.Err()
 	}
 	<-o.done
-	return o.err
+	return nil
 }
 
 func (s *Bolt) commitLoop() {
 	defer close(s.done)
+	tick := time.NewTicker(checkpointEvery / 4)
+	defer tick.Stop()
 	batch := make([]*op, 0, maxBatch)
 	for {
 		batch = batch[:0]
 		select {
 		case o := <-s.ops:
 			batch = append(batch, o)
+		case <-tick.C:
+			if s.broken == nil && s.seq != s.ckptSeq && time.Since(s.ckptAt) >= checkpointEvery {
+				s.broken = s.checkpoint()
+			}
+			continue
 		case <-s.quit:
+			s.shutdown()
 			return
 		}
 	collect:
@@ -439,17 +665,48 @@ func (s *Bolt) commitLoop() {
 	}
 }
 
-// commit runs a batch in one transaction. A refused op keeps its error and the
-// others go on; any other error rolls the whole batch back and fails every op.
-func (s *Bolt) commit(batch []*op) {
+// shutdown checkpoints what the log holds, or drops the transaction when the
+// store is broken (the next open replays the log).
+func (s *Bolt) shutdown() {
+	if s.broken == nil {
+		s.broken = s.checkpoint()
+	}
+	if s.tx != nil {
+		s.tx.Rollback()
+		s.tx = nil
+	}
+}
+
+// commit runs a batch, logs its changes as one record and acknowledges it. A
+// refused op keeps its error and the others go on; any other error undoes the
+// whole batch and fails every op. Ops are acknowledged only once the record
+// is durable, reads included, so nobody sees a write that a crash could undo.
+func (s *Bolt) commit(ops []*op) {
+	defer func() {
+		for _, o := range ops {
+			close(o.done)
+		}
+	}()
+	if s.broken != nil {
+		for _, o := range ops {
+			o.err = fmt.Errorf("store failed: %w", s.broken)
+		}
+		return
+	}
 	var d Stats
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, o := range batch {
+	b := &batch{s: s}
+	clear(s.staged)
+	err := func() error {
+		for _, o := range ops {
+			if o.checkpoint {
+				s.wantCkpt = true
+				continue
+			}
 			if err := o.ctx.Err(); err != nil {
 				o.err = err
 				continue
 			}
-			o.err = o.fn(tx, &d)
+			o.err = o.fn(b, &d)
 			var f fatalError
 			if errors.As(o.err, &f) {
 				return f.err
@@ -458,32 +715,168 @@ func (s *Bolt) commit(batch []*op) {
 		if d == (Stats{}) {
 			return nil
 		}
-		b := tx.Bucket(bucketStats)
 		for i, v := range d {
 			if v == 0 {
 				continue
 			}
 			var buf [8]byte
 			binary.BigEndian.PutUint64(buf[:], uint64(s.persisted[i]+v))
-			if err := b.Put([]byte(Stat(i).String()), buf[:]); err != nil {
+			if err := b.put(bStats, []byte(Stat(i).String()), buf[:]); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}()
+	if err == nil && len(b.log.b) > 0 {
+		if err = s.wal.append(s.seq+1, b.log.b); err != nil {
+			// The record may be half on disk: nothing can be acknowledged
+			// any more, the next open decides from the log.
+			s.broken = err
+		} else {
+			s.seq++
+		}
+	}
 	if err != nil {
-		for _, o := range batch {
+		if s.broken == nil {
+			s.broken = s.rollback()
+		}
+		clear(s.cache)
+		for _, o := range ops {
 			o.err = fmt.Errorf("commit: %w", err)
 		}
-	} else if d != (Stats{}) {
+		return
+	}
+	for id, c := range s.staged {
+		if c == nil || c.g.Status.Over() {
+			delete(s.cache, id)
+			continue
+		}
+		if len(s.cache) >= maxCached {
+			clear(s.cache)
+		}
+		s.cache[id] = c
+	}
+	if d != (Stats{}) {
 		s.feedMu.Lock()
 		add(&s.persisted, d)
 		s.feedMu.Unlock()
 		s.publish()
 	}
-	for _, o := range batch {
-		close(o.done)
+	if s.wantCkpt || s.wal.pos >= checkpointBytes {
+		s.wantCkpt = false
+		s.broken = s.checkpoint()
+		if s.broken != nil {
+			for _, o := range ops {
+				if o.checkpoint {
+					o.err = s.broken
+				}
+			}
+		}
 	}
+}
+
+// load returns game id as the batch sees it, with its place in the waiting
+// queue. ErrNotFound if there is none.
+func (b *batch) load(id string) (Game, uint64, error) {
+	s := b.s
+	if c, ok := s.staged[id]; ok {
+		if c == nil {
+			return Game{}, 0, ErrNotFound
+		}
+		return c.g, c.queue, nil
+	}
+	if c, ok := s.cache[id]; ok {
+		return c.g, c.queue, nil
+	}
+	g, q, err := loadQueued(s.buckets[bGames], []byte(id))
+	if err != nil {
+		return Game{}, 0, err
+	}
+	s.staged[id] = newCached(&g, q)
+	return g, q, nil
+}
+
+func newCached(g *Game, queue uint64) *cached {
+	c := &cached{g: *g, queue: queue}
+	c.g.History = slices.Clip(c.g.History)
+	return c
+}
+
+func (b *batch) put(bucket byte, k, v []byte) error {
+	if err := b.s.buckets[bucket].Put(k, v); err != nil {
+		return fatal(err)
+	}
+	b.log.put(bucket, k, v)
+	return nil
+}
+
+func (b *batch) del(bucket byte, k []byte) error {
+	if err := b.s.buckets[bucket].Delete(k); err != nil {
+		return fatal(err)
+	}
+	b.log.del(bucket, k)
+	return nil
+}
+
+func (b *batch) nextSequence(bucket byte) (uint64, error) {
+	n, err := b.s.buckets[bucket].NextSequence()
+	if err != nil {
+		return 0, fatal(err)
+	}
+	b.log.sequence(bucket, n)
+	return n, nil
+}
+
+// remove deletes game id (not its indexes).
+func (b *batch) remove(id string) error {
+	if err := b.del(bGames, []byte(id)); err != nil {
+		return err
+	}
+	b.s.staged[id] = nil
+	return nil
+}
+
+// save writes g, which was before (nil for a new game), and keeps the
+// indexes in step: invite codes, each player's latest game, games in progress.
+func (b *batch) save(before, g *Game, queue uint64) error {
+	v, err := encodeGame(g, queue)
+	if err != nil {
+		return fatal(err)
+	}
+	if err := b.put(bGames, []byte(g.ID), v); err != nil {
+		return err
+	}
+	b.s.staged[g.ID] = newCached(g, queue)
+	var was Game
+	if before != nil {
+		was = *before
+	}
+	if was.Invite != g.Invite {
+		if was.Invite != "" {
+			if err := b.del(bInvites, []byte(was.Invite)); err != nil {
+				return err
+			}
+		}
+		if g.Invite != "" {
+			if err := b.put(bInvites, []byte(g.Invite), []byte(g.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range []string{g.PlayerX, g.PlayerO} {
+		if p != "" && p != BotPlayer && p != was.PlayerX && p != was.PlayerO {
+			if err := b.put(bPlayers, []byte(p), []byte(g.ID)); err != nil {
+				return err
+			}
+		}
+	}
+	switch {
+	case g.Status == game.InProgress && was.Status != game.InProgress:
+		return b.put(bLive, []byte(g.ID), nil)
+	case g.Status != game.InProgress && was.Status == game.InProgress:
+		return b.del(bLive, []byte(g.ID))
+	}
+	return nil
 }
 
 // fatalError marks an error after which a transaction may hold partial writes.
@@ -493,13 +886,6 @@ func (f fatalError) Error() string { return f.err.Error() }
 func (f fatalError) Unwrap() error { return f.err }
 
 func fatal(err error) error { return fatalError{err} }
-
-func fatalIf(err error) error {
-	if err != nil {
-		return fatal(err)
-	}
-	return nil
-}
 
 func add(s *Stats, d Stats) {
 	for i, v := range d {
@@ -513,12 +899,7 @@ func queueKey(q uint64) []byte {
 	return k[:]
 }
 
-func load(games *bolt.Bucket, id []byte) (Game, error) {
-	g, _, err := loadQueued(games, id)
-	return g, err
-}
-
-// loadQueued also returns the game's place in the waiting queue.
+// loadQueued decodes game id and returns its place in the waiting queue.
 func loadQueued(games *bolt.Bucket, id []byte) (Game, uint64, error) {
 	v := games.Get(id)
 	if v == nil {
@@ -541,51 +922,6 @@ func decode(v []byte) (Game, error) {
 		return Game{}, fmt.Errorf("decode game: %w", err)
 	}
 	return fromDoc(&d)
-}
-
-// save writes g, which was before (nil for a new game), and keeps the
-// indexes in step: invite codes, each player's latest game, games in progress.
-func save(tx *bolt.Tx, before, g *Game, queue uint64) error {
-	v, err := json.Marshal(toDoc(g, queue))
-	if err != nil {
-		return fatal(err)
-	}
-	if err := tx.Bucket(bucketGames).Put([]byte(g.ID), v); err != nil {
-		return fatal(err)
-	}
-	var was Game
-	if before != nil {
-		was = *before
-	}
-	if was.Invite != g.Invite {
-		invites := tx.Bucket(bucketInvites)
-		if was.Invite != "" {
-			if err := invites.Delete([]byte(was.Invite)); err != nil {
-				return fatal(err)
-			}
-		}
-		if g.Invite != "" {
-			if err := invites.Put([]byte(g.Invite), []byte(g.ID)); err != nil {
-				return fatal(err)
-			}
-		}
-	}
-	players := tx.Bucket(bucketPlayers)
-	for _, p := range []string{g.PlayerX, g.PlayerO} {
-		if p != "" && p != BotPlayer && p != was.PlayerX && p != was.PlayerO {
-			if err := players.Put([]byte(p), []byte(g.ID)); err != nil {
-				return fatal(err)
-			}
-		}
-	}
-	live := tx.Bucket(bucketLive)
-	switch {
-	case g.Status == game.InProgress && was.Status != game.InProgress:
-		return fatalIf(live.Put([]byte(g.ID), nil))
-	case g.Status != game.InProgress && was.Status == game.InProgress:
-		return fatalIf(live.Delete([]byte(g.ID)))
-	}
-	return nil
 }
 
 // Ping reports whether the store is open; a file on a local disk does not go away.

@@ -3,9 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,5 +190,69 @@ func playMoves(b *testing.B, s *store.Bolt, games []store.Game, n int) {
 			}
 			done++
 		}
+	}
+}
+
+// BenchmarkMovePaced plays b.N moves at human pace: 500 games, each moving
+// about once a second (think 1 s ±50%), so about 500 moves a second as with
+// 1,000 players, and reports the latency of Move: what an opponent waits for
+// in the store. ns/op is the pacing, not a cost; -benchtime 5000x is 10 s.
+func BenchmarkMovePaced(b *testing.B) {
+	for _, mode := range []struct {
+		name   string
+		noSync bool
+	}{{"fsync", false}, {"soft", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			s := openBolt(b, filepath.Join(b.TempDir(), "t.db"), store.BoltOptions{NoSync: mode.noSync})
+			defer s.Close()
+			const games = 500
+			ctx := context.Background()
+			var (
+				mu    sync.Mutex
+				lat   []time.Duration
+				moves atomic.Int64
+			)
+			squares := [][2]int{{0, 0}, {1, 0}, {2, 0}, {1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {2, 2}}
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := range games {
+				wg.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(w), 1))
+					for moves.Load() < int64(b.N) {
+						n := store.Game{ID: store.NewID(), PlayerX: store.NewID(), PlayerO: store.NewID(), Game: game.New(), Created: time.Now(), Started: time.Now()}
+						_ = n.Start()
+						g, err := s.Create(ctx, n)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						for i := 0; i < len(squares) && moves.Add(1) <= int64(b.N); i++ {
+							time.Sleep(500*time.Millisecond + time.Duration(rng.Int64N(int64(time.Second))))
+							p := g.PlayerX
+							if i%2 == 1 {
+								p = g.PlayerO
+							}
+							start := time.Now()
+							if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1], ""); err != nil {
+								b.Error(err)
+								return
+							}
+							d := time.Since(start)
+							mu.Lock()
+							lat = append(lat, d)
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			wg.Wait()
+			slices.Sort(lat)
+			if len(lat) > 0 {
+				q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+				b.ReportMetric(q(0.5), "p50-µs")
+				b.ReportMetric(q(0.99), "p99-µs")
+				b.ReportMetric(q(0.999), "p99.9-µs")
+			}
+		})
 	}
 }
