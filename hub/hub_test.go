@@ -439,18 +439,7 @@ func TestStatsCoalesced(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				x, o := p[0], p[1]
-				for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
-					p, q := x, o
-					if i%2 == 1 {
-						p, q = o, x
-					}
-					p.Move(q, sq[0], sq[1])
-				}
-				for _, p := range []*wstest.Client{x, o} {
-					p.ExpectStatus("finished")
-					p.Expect("updateWinner")
-				}
+				winTopRow(p[0], p[1])
 			}()
 		}
 		wg.Wait()
@@ -495,17 +484,7 @@ func TestStatsBudget(t *testing.T) {
 	begin := time.Now()
 	for time.Since(begin) < 2*time.Second {
 		wstest.Pair(t, x, o)
-		for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
-			p, q := x, o
-			if i%2 == 1 {
-				p, q = o, x
-			}
-			p.Move(q, sq[0], sq[1])
-		}
-		for _, p := range []*wstest.Client{x, o} {
-			p.ExpectStatus("finished")
-			p.Expect("updateWinner")
-		}
+		winTopRow(x, o)
 	}
 	busy := time.Since(begin)
 	total := 0
@@ -521,6 +500,21 @@ func TestStatsBudget(t *testing.T) {
 	// wait it causes) and the two players' sockets.
 	if limit := int(busy.Seconds()*budget) + watchers/8 + 2 + 10; total > limit {
 		t.Errorf("%d statsUpdate frames to %d watchers in %v, want at most %d (budget %d/s)", total, watchers, busy, limit, budget)
+	}
+}
+
+// winTopRow plays a paired game that X wins along the top row in five moves.
+func winTopRow(x, o *wstest.Client) {
+	for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
+		p, q := x, o
+		if i%2 == 1 {
+			p, q = o, x
+		}
+		p.Move(q, sq[0], sq[1])
+	}
+	for _, p := range []*wstest.Client{x, o} {
+		p.ExpectStatus("finished")
+		p.Expect("updateWinner")
 	}
 }
 

@@ -683,18 +683,10 @@ func (p *player) play(ctx context.Context) error {
 	if !p.sleep(ctx, p.thinkTime()) {
 		return nil
 	}
-	var free [game.Size * game.Size]int
-	n := 0
-	for i, m := range p.board {
-		if m == game.Empty {
-			free[n] = i
-			n++
-		}
-	}
-	if n == 0 {
+	i, ok := randomFree(&p.board, p.rng)
+	if !ok {
 		return nil
 	}
-	i := free[p.rng.IntN(n)]
 	p.pending = p.move + 1
 	p.sentAt = p.r.now()
 	if p.pending < len(p.rec.sent) {
@@ -707,12 +699,31 @@ func (p *player) play(ctx context.Context) error {
 	return p.send(ctx, p.out)
 }
 
-func (p *player) thinkTime() time.Duration {
-	t, j := p.r.cfg.Think, p.r.cfg.Jitter
+func (p *player) thinkTime() time.Duration { return thinkTime(&p.r.cfg, p.rng) }
+
+// thinkTime is a player's pause before a move: Think, varied by ±Jitter.
+func thinkTime(cfg *PlayConfig, rng *rand.Rand) time.Duration {
+	t, j := cfg.Think, cfg.Jitter
 	if t <= 0 || j <= 0 {
 		return t
 	}
-	return time.Duration(float64(t) * (1 - j + 2*j*p.rng.Float64()))
+	return time.Duration(float64(t) * (1 - j + 2*j*rng.Float64()))
+}
+
+// randomFree picks an empty square of b at random, as a board index.
+func randomFree(b *game.Board, rng *rand.Rand) (int, bool) {
+	var free [game.Size * game.Size]int
+	n := 0
+	for i, m := range b {
+		if m == game.Empty {
+			free[n] = i
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, false
+	}
+	return free[rng.IntN(n)], true
 }
 
 // send writes a frame with the run's timeout.

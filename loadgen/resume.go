@@ -265,18 +265,10 @@ func (p *resumer) play(play context.Context) error {
 	if p.status != game.InProgress || p.pending != nil || turnOf(p.move+1) != p.team {
 		return p.kick(play)
 	}
-	var free [game.Size * game.Size]int
-	n := 0
-	for i, m := range p.board {
-		if m == game.Empty {
-			free[n] = i
-			n++
-		}
-	}
-	if n == 0 {
+	i, ok := randomFree(&p.board, p.rng)
+	if !ok {
 		return nil
 	}
-	i := free[p.rng.IntN(n)]
 	p.seq++
 	p.pending = &pendingMove{id: "p" + itoa(p.id) + "-" + itoa(p.seq), x: i % game.Size, y: i / game.Size,
 		num: p.move + 1, sent: p.r.now()}
@@ -294,14 +286,7 @@ func (p *resumer) sendMove() error {
 }
 
 func (p *resumer) thinkTime() time.Duration {
-	t, j := p.r.cfg.Think, p.r.cfg.Jitter
-	if t <= 0 {
-		return time.Millisecond
-	}
-	if j <= 0 {
-		return t
-	}
-	return time.Duration(float64(t) * (1 - j + 2*j*p.rng.Float64()))
+	return max(thinkTime(&p.r.cfg, p.rng), time.Millisecond) // its timer needs a wait
 }
 
 // resumeData is the data of the frames a resuming player reads.

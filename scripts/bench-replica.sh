@@ -14,17 +14,7 @@ cd "$(dirname "$0")/.."
 players=${PLAYERS:-1000} duration=${DURATION:-20s} ramp=${RAMP:-3s}
 thinks=("$@")
 [ ${#thinks[@]} -gt 0 ] || thinks=(1s 200ms 0)
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_tcp() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; } # user+system CPU, 1/100 s
+. scripts/lib.sh
 
 scripts/build.sh "$work/tictac"
 n=0

@@ -13,17 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 idle=${1:-14000}
 shift || true
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_tcp() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; } # user+system CPU, 1/100 s
+. scripts/lib.sh
 metric() { curl -s "http://127.0.0.1:$aport/metrics" | awk -v k="$1" '$1==k{print $2}'; }
 
 scripts/build.sh "$work/tictac"
