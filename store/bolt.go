@@ -318,6 +318,18 @@ func (s *Bolt) Close() error {
 func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 	var g Game
 	err := s.write(ctx, func(b *batch, d *Stats) error {
+		// As on RethinkDB: a player seated in a quick game in progress gets
+		// it back rather than a second one.
+		if id := b.s.buckets[bPlayers].Get([]byte(player)); id != nil {
+			cur, _, err := b.load(string(id))
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return fatal(err)
+			}
+			if err == nil && cur.Status == game.InProgress && cur.Mode == ModeQuick && cur.Team(player) != game.Empty {
+				g = cur
+				return nil
+			}
+		}
 		waiting := b.s.buckets[bWaiting]
 		if k, id := waiting.Cursor().First(); k != nil {
 			k = slices.Clone(k)

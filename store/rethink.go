@@ -365,6 +365,11 @@ var errGone = errors.New("waiting game gone")
 //     only if the queue is still empty. If another player enqueued first,
 //     delete the new game and go back to 1 to pair with them.
 //
+// First of all, a player seated in a quick game in progress gets that game
+// back: its seat is recorded before the write that takes it (before 1's pair
+// and 3's enqueue), so that a join whose write was applied but whose answer
+// was lost leaves no game that one player is never told of.
+//
 // So no game gets a third player (only its taker writes O, once), no game has
 // one player on both teams (take skips one's own game), and two players never
 // wait at once (only one waiting game is ever enqueued; a joiner who finds it
@@ -401,6 +406,15 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 			}
 		}
 	}
+	// A join whose pairing was applied but answered with an error (the
+	// database went away mid-answer) left the player seated in a game it was
+	// never told of, its opponent waiting for it: the player's next join
+	// takes that game up again.
+	if g, err := s.active(ctx, player); err == nil && g.Status == game.InProgress && g.Mode == ModeQuick {
+		return g, nil
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return Game{}, fmt.Errorf("player's game: %w", err)
+	}
 	for range maxAttempts {
 		q, err := s.swapQueue(ctx, func(q r.Term) r.Term {
 			return r.Branch(q.Field("game").Ne("").And(q.Field("player").Ne(player)), emptyQueue, q)
@@ -431,6 +445,10 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 				return Game{}, fmt.Errorf("game id %q already exists", newID)
 			}
 			mine = &g
+			if err := s.seat(ctx, player, newID); err != nil {
+				drop()
+				return Game{}, err
+			}
 		}
 		q, err = s.swapQueue(ctx, func(q r.Term) r.Term {
 			return r.Branch(q.Field("game").Eq(""), map[string]any{"id": queueID, "game": newID, "player": player}, q)
@@ -441,7 +459,6 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 		}
 		switch {
 		case q.Game == "":
-			s.enterPlayers(ctx, nil, mine)
 			return *mine, nil
 		case q.Player == player:
 			drop()
@@ -469,6 +486,9 @@ func (s *Rethink) swapQueue(ctx context.Context, fn func(q r.Term) r.Term) (queu
 
 // pair makes player the O of waiting game id, or returns errGone.
 func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
+	if err := s.seat(ctx, player, id); err != nil {
+		return Game{}, err
+	}
 	w, err := runWrite[doc](ctx, s.sess, s.games().Get(id).Replace(func(d r.Term) any {
 		return r.Branch(d.Eq(nil), nil,
 			r.Branch(d.Field("status").Eq(game.Waiting.String()).And(d.Field("playerX").Ne(player)),
@@ -482,16 +502,11 @@ func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
 	if w.Replaced != 1 || w.old() == nil || w.new() == nil {
 		return Game{}, errGone
 	}
-	before, err := fromDoc(w.old())
-	if err != nil {
-		return Game{}, err
-	}
 	g, err := fromDoc(w.new())
 	if err != nil {
 		return Game{}, err
 	}
 	s.owe(&g)
-	s.enterPlayers(ctx, &before, &g)
 	return g, nil
 }
 

@@ -83,10 +83,24 @@ func (s *Rethink) active(ctx context.Context, player string) (Game, error) {
 	if err != nil {
 		return Game{}, err
 	}
-	if g.Status.Over() {
+	// A seat is recorded before the write that takes it (see seat), so the
+	// record may name a game the player did not get into.
+	if g.Status.Over() || g.Team(player) == game.Empty {
 		return Game{}, ErrNotFound
 	}
 	return g, nil
+}
+
+// seat records game id as player's latest before the write that puts the
+// player in it: if that write is applied but its answer lost, Active and the
+// player's next Join still find the game. A failed seat changes no game.
+func (s *Rethink) seat(ctx context.Context, player, id string) error {
+	_, err := s.db.Table(tablePlayers).Insert(map[string]any{"id": player, "game": id},
+		r.InsertOpts{Conflict: "replace"}).RunWrite(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return fmt.Errorf("record %s's seat: %w", id, err)
+	}
+	return nil
 }
 
 // Live returns up to limit games in progress, in no particular order.

@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	}{
 		{"JoinPairs", testJoinPairs},
 		{"JoinIsIdempotentForTheWaiter", testJoinIdempotent},
+		{"JoinGivesBackTheGameInProgress", testJoinInProgress},
 		{"LeaveWhileWaiting", testLeaveWaiting},
 		{"PlayToEveryEnd", testPlayToEnd},
 		{"RefusalsChangeNothing", testRefusals},
@@ -109,6 +110,27 @@ func testJoinIdempotent(t *testing.T, s Store) {
 	again, err := s.Join(ctx(t), p, store.NewID())
 	if err != nil || again.ID != first.ID || again.Status != game.Waiting {
 		t.Fatalf("second Join = %+v, %v; want the same waiting game %s", again, err, first.ID)
+	}
+}
+
+// testJoinInProgress: a player seated in a quick game in progress who joins
+// again (a join whose answer was lost, retried) gets that game back, not a
+// second one; once it is over, a join opens a new game.
+func testJoinInProgress(t *testing.T, s Store) {
+	g, x, o := start(t, s)
+	for _, p := range []string{o, x} {
+		again, err := s.Join(ctx(t), p, store.NewID())
+		if err != nil || again.ID != g.ID || again.Status != game.InProgress || again.PlayerX != x || again.PlayerO != o {
+			t.Fatalf("Join again = %+v, %v; want game %s in progress", again, err, g.ID)
+		}
+	}
+	if _, err := s.Leave(ctx(t), g.ID, x); err != nil {
+		t.Fatal(err)
+	}
+	id := store.NewID()
+	n, err := s.Join(ctx(t), o, id)
+	if err != nil || n.ID != id || n.Status != game.Waiting {
+		t.Fatalf("Join after the game ended = %+v, %v; want new waiting game %s", n, err, id)
 	}
 }
 
