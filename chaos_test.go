@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -94,6 +96,22 @@ func TestChaos(t *testing.T) {
 	pause(5 * time.Second)
 	c.dbProxy.Restore()
 	mark("database back")
+
+	// Against a real RethinkDB (RETHINKDB_ADDR), which keeps its data on
+	// disk, the server itself is restarted too, by the command the operator
+	// of the test names (say, systemctl restart rethinkdb). The stand-in
+	// keeps its data in memory and is never restarted.
+	if os.Getenv("RETHINKDB_ADDR") != "" {
+		restart := os.Getenv("RETHINKDB_RESTART")
+		if restart == "" {
+			t.Fatal("RETHINKDB_ADDR is set: set RETHINKDB_RESTART to the shell command that restarts that server, so that the chaos test can restart it")
+		}
+		pause(2 * time.Second)
+		if out, err := exec.Command("sh", "-c", restart).CombinedOutput(); err != nil {
+			t.Fatalf("RETHINKDB_RESTART %q: %v\n%s", restart, err, out)
+		}
+		mark("restarted rethinkdb")
+	}
 
 	res := <-done
 	if res.err != nil {
