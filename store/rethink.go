@@ -147,7 +147,10 @@ func OpenRethink(ctx context.Context, opt RethinkOptions) (*Rethink, error) {
 		// was applied; the driver must not replay it (a replayed dequeue
 		// would lose the waiting player), so the error goes to the caller.
 		NumRetries: 1,
-		InitialCap: 1,
+		// Every connection of the pool at once: rethinkdb-go v6.2.1 creates
+		// missing ones lazily with an unsynchronised check (Pool.conn), a
+		// data race when the first queries run concurrently, as ours do.
+		InitialCap: poolSize,
 		MaxOpen:    poolSize,
 	})
 	if err != nil {
