@@ -81,12 +81,14 @@ type RethinkOptions struct {
 // batches; each replica follows the table with one changefeed, which is what
 // Stats and WatchStats report.
 type Rethink struct {
-	sess    *r.Session
-	db      r.Term
-	now     func() time.Time
-	log     *slog.Logger
-	replica string
-	flush   time.Duration
+	sess      *r.Session
+	feedSess  *r.Session // the stats changefeed's own connections (see OpenRethink)
+	countSess *r.Session // the stats counter's own connections
+	db        r.Term
+	now       func() time.Time
+	log       *slog.Logger
+	replica   string
+	flush     time.Duration
 
 	mu     sync.Mutex
 	closed bool
@@ -138,33 +140,53 @@ func OpenRethink(ctx context.Context, opt RethinkOptions) (*Rethink, error) {
 	if d, ok := ctx.Deadline(); ok && time.Until(d) < dial {
 		dial = max(time.Until(d), time.Millisecond)
 	}
-	sess, err := r.Connect(r.ConnectOpts{
-		Addresses: opt.Addrs,
-		Username:  opt.User,
-		Password:  opt.Password,
-		Timeout:   dial,
-		// A connection lost mid-write gives no answer on whether the write
-		// was applied; the driver must not replay it (a replayed dequeue
-		// would lose the waiting player), so the error goes to the caller.
-		NumRetries: 1,
-		// Every connection of the pool at once: rethinkdb-go v6.2.1 creates
-		// missing ones lazily with an unsynchronised check (Pool.conn), a
-		// data race when the first queries run concurrently, as ours do.
-		InitialCap: poolSize,
-		MaxOpen:    poolSize,
-	})
+	connect := func(conns int) (*r.Session, error) {
+		return r.Connect(r.ConnectOpts{
+			Addresses: opt.Addrs,
+			Username:  opt.User,
+			Password:  opt.Password,
+			Timeout:   dial,
+			// A connection lost mid-write gives no answer on whether the write
+			// was applied; the driver must not replay it (a replayed dequeue
+			// would lose the waiting player), so the error goes to the caller.
+			NumRetries: 1,
+			// Every connection of the pool at once: rethinkdb-go v6.2.1
+			// creates missing and broken ones with an unsynchronised check
+			// (Pool.conn), a data race between queries that run at once.
+			InitialCap: conns,
+			MaxOpen:    conns,
+		})
+	}
+	sess, err := connect(poolSize)
 	if err != nil {
+		return nil, fmt.Errorf("open rethinkdb at %s: %w", where, err)
+	}
+	// The changefeed and the stats counter, each one goroutine, reconnect on
+	// pools of their own: after an outage they and the requests would
+	// otherwise rebuild broken connections of one pool at once, which is
+	// that race. (Requests among themselves still share one pool.)
+	feed, err := connect(2)
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("open rethinkdb at %s: %w", where, err)
+	}
+	count, err := connect(2)
+	if err != nil {
+		sess.Close()
+		feed.Close()
 		return nil, fmt.Errorf("open rethinkdb at %s: %w", where, err)
 	}
 	bg, stop := context.WithCancel(context.Background())
 	s := &Rethink{
-		sess: sess, db: r.DB(opt.DB), now: opt.Now, log: opt.Logger.With("store", "rethinkdb", "db", opt.DB),
+		sess: sess, feedSess: feed, countSess: count, db: r.DB(opt.DB), now: opt.Now, log: opt.Logger.With("store", "rethinkdb", "db", opt.DB),
 		replica: opt.Replica, flush: opt.FlushInterval, owed: map[string]owedGame{},
 		stop: stop, flushed: make(chan struct{}), watching: make(chan struct{}),
 	}
 	if err := s.createSchema(ctx, opt.DB); err != nil {
 		stop()
 		sess.Close()
+		feed.Close()
+		count.Close()
 		return nil, fmt.Errorf("open rethinkdb at %s: %w", where, err)
 	}
 	s.mu.Lock()
@@ -269,7 +291,7 @@ func (s *Rethink) Close() error {
 		<-s.flushed
 		<-s.watching
 		s.feed.closeAll()
-		s.closeErr = s.sess.Close()
+		s.closeErr = errors.Join(s.sess.Close(), s.feedSess.Close(), s.countSess.Close())
 	})
 	return s.closeErr
 }

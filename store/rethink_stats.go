@@ -188,7 +188,7 @@ func (s *Rethink) owe(g *Game) {
 // register makes this process a writer of the counters under a new name.
 func (s *Rethink) register(ctx context.Context) error {
 	w := s.replica + "/" + NewID()
-	_, err := s.db.Table(tableStats).Get(countersID).Update(map[string]any{"writers": map[string]any{w: r.Now()}}).RunWrite(s.sess, r.RunOpts{Context: ctx})
+	_, err := s.db.Table(tableStats).Get(countersID).Update(map[string]any{"writers": map[string]any{w: r.Now()}}).RunWrite(s.countSess, r.RunOpts{Context: ctx})
 	if err != nil {
 		return fmt.Errorf("register writer: %w", err)
 	}
@@ -258,7 +258,7 @@ func (s *Rethink) eachGame(ctx context.Context, ids []string, write func(id stri
 	for i, id := range ids {
 		terms[i] = write(id, s.games().Get(id))
 	}
-	cur, err := r.Expr(terms).Run(s.sess, r.RunOpts{Context: ctx})
+	cur, err := r.Expr(terms).Run(s.countSess, r.RunOpts{Context: ctx})
 	if err != nil {
 		return sum, err
 	}
@@ -344,7 +344,7 @@ func (s *Rethink) add(ctx context.Context, b *countBatch) error {
 			d[i] += g.want[i] - from[i]
 		}
 	}
-	w, err := runWrite[countersDoc](ctx, s.sess, s.db.Table(tableStats).Get(countersID).Update(func(c r.Term) any {
+	w, err := runWrite[countersDoc](ctx, s.countSess, s.db.Table(tableStats).Get(countersID).Update(func(c r.Term) any {
 		values := map[string]any{}
 		for i, v := range d {
 			if v != 0 && Stat(i) != PlayersOnline {
@@ -397,7 +397,7 @@ func (s *Rethink) forget(ctx context.Context, ks []string) error {
 	for i, k := range ks {
 		args[i] = k
 	}
-	_, err := runWrite[countersDoc](ctx, s.sess, s.db.Table(tableStats).Get(countersID).Replace(func(c r.Term) any {
+	_, err := runWrite[countersDoc](ctx, s.countSess, s.db.Table(tableStats).Get(countersID).Replace(func(c r.Term) any {
 		return c.Without("applied").Merge(map[string]any{"applied": c.Field("applied").Without(args...)})
 	}))
 	if err != nil {
@@ -421,7 +421,7 @@ func (s *Rethink) recoverCounts(ctx context.Context) error {
 	}
 	stats := s.db.Table(tableStats)
 	q := r.Expr(map[string]any{"now": r.Now(), "counters": stats.Get(countersID), "docs": stats.CoerceTo("array")})
-	if err := q.ReadOne(&snap, s.sess, r.RunOpts{Context: ctx}); err != nil {
+	if err := q.ReadOne(&snap, s.countSess, r.RunOpts{Context: ctx}); err != nil {
 		return fmt.Errorf("recover counts: read writers: %w", err)
 	}
 	s.mu.Lock()
@@ -443,7 +443,7 @@ func (s *Rethink) recoverCounts(ctx context.Context) error {
 		// What the counters say after the revocation is final for the
 		// revoked: read before it, a batch they added meanwhile would be
 		// missed, and its claims dropped and counted again.
-		w, err := runWrite[countersDoc](ctx, s.sess, stats.Get(countersID).Replace(func(c r.Term) any {
+		w, err := runWrite[countersDoc](ctx, s.countSess, stats.Get(countersID).Replace(func(c r.Term) any {
 			return c.Without("writers").Merge(map[string]any{"writers": c.Field("writers").Without(dead...)})
 		}, r.ReplaceOpts{ReturnChanges: "always"}))
 		if err != nil {
@@ -462,7 +462,7 @@ func (s *Rethink) recoverCounts(ctx context.Context) error {
 		}
 	}
 
-	cur, err := s.games().GetAllByIndex(indexOwed, true).Pluck("id", "version", "owed", "claim").Run(s.sess, r.RunOpts{Context: ctx})
+	cur, err := s.games().GetAllByIndex(indexOwed, true).Pluck("id", "version", "owed", "claim").Run(s.countSess, r.RunOpts{Context: ctx})
 	if err != nil {
 		return fmt.Errorf("recover counts: owed games: %w", err)
 	}
@@ -494,7 +494,7 @@ func (s *Rethink) recoverCounts(ctx context.Context) error {
 			k := d.Claim.K
 			if _, err := s.games().Get(d.ID).Replace(func(d r.Term) any {
 				return r.Branch(d.Field("claim").Field("k").Default("").Eq(k), d.Without("claim"), d)
-			}).RunWrite(s.sess, r.RunOpts{Context: ctx}); err != nil {
+			}).RunWrite(s.countSess, r.RunOpts{Context: ctx}); err != nil {
 				return fmt.Errorf("recover counts: drop claim: %w", err)
 			}
 			take = append(take, d.ID)
@@ -553,7 +553,7 @@ func (s *Rethink) flushLoop(ctx context.Context) {
 			if s.batch == nil {
 				s.flushCounts(wctx) // games the last batch had to leave
 			}
-			if _, err := s.db.Table(tableStats).Get(presencePrefix+s.replica).Delete().RunWrite(s.sess, r.RunOpts{Context: wctx}); err != nil {
+			if _, err := s.db.Table(tableStats).Get(presencePrefix+s.replica).Delete().RunWrite(s.countSess, r.RunOpts{Context: wctx}); err != nil {
 				s.log.Warn("remove presence", "replica", s.replica, "err", err)
 			}
 			return
@@ -581,7 +581,7 @@ func (s *Rethink) flushLoop(ctx context.Context) {
 		if dirty || time.Since(lastBeat) >= heartbeat {
 			beat++
 			p := map[string]any{"id": presencePrefix + s.replica, "online": online, "beat": beat, "at": r.Now(), "writer": writer}
-			if _, err := s.db.Table(tableStats).Insert(p, r.InsertOpts{Conflict: "replace"}).RunWrite(s.sess, r.RunOpts{Context: wctx}); err != nil {
+			if _, err := s.db.Table(tableStats).Insert(p, r.InsertOpts{Conflict: "replace"}).RunWrite(s.countSess, r.RunOpts{Context: wctx}); err != nil {
 				s.mu.Lock()
 				s.dirty = s.dirty || dirty
 				s.mu.Unlock()
@@ -685,7 +685,7 @@ func (s *Rethink) watch(ctx context.Context, ready chan<- error) {
 func (s *Rethink) follow(ctx context.Context, v *statsView, ready *chan<- error) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cur, err := s.db.Table(tableStats).Changes().Run(s.sess, r.RunOpts{Context: ctx})
+	cur, err := s.db.Table(tableStats).Changes().Run(s.feedSess, r.RunOpts{Context: ctx})
 	if err != nil {
 		return false, fmt.Errorf("open changefeed: %w", err)
 	}
@@ -695,7 +695,7 @@ func (s *Rethink) follow(ctx context.Context, v *statsView, ready *chan<- error)
 		Docs []statDoc `rethinkdb:"docs"`
 	}
 	q := r.Expr(map[string]any{"now": r.Now(), "docs": s.db.Table(tableStats).CoerceTo("array")})
-	if err := q.ReadOne(&snap, s.sess, r.RunOpts{Context: ctx}); err != nil {
+	if err := q.ReadOne(&snap, s.feedSess, r.RunOpts{Context: ctx}); err != nil {
 		return false, fmt.Errorf("read stats: %w", err)
 	}
 	local := time.Now()
@@ -776,7 +776,7 @@ func (s *Rethink) collect(ctx context.Context, v *statsView, now time.Time) {
 		beat := p.beat
 		_, err := s.db.Table(tableStats).Get(presencePrefix+name).Replace(func(d r.Term) any {
 			return r.Branch(d.Eq(nil), nil, r.Branch(d.Field("beat").Eq(beat), nil, d))
-		}).RunWrite(s.sess, r.RunOpts{Context: ctx})
+		}).RunWrite(s.feedSess, r.RunOpts{Context: ctx})
 		if err != nil {
 			s.log.Warn("remove stale presence", "replica", name, "err", err)
 			return
