@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -212,6 +213,11 @@ func TestChaos(t *testing.T) {
 	t.Log(strings.Join(events, ", "))
 	t.Log(summary)
 	fmt.Println(summary)
+	// go test shows a passing test's output only with -v: the test command
+	// prints this file after the run.
+	if err := os.MkdirAll("artifacts", 0o755); err == nil {
+		os.WriteFile(filepath.Join("artifacts", "chaos.txt"), []byte(summary+"\n"), 0o644)
+	}
 	if games < 100 || moves < 500 {
 		t.Errorf("only %d games and %d moves: the chaos ran without load", games, moves)
 	}

@@ -50,4 +50,6 @@ fuzz FuzzDecode 50000x ./hub
 fuzz FuzzMove 50000x ./store
 
 step "go test -race"
+rm -f artifacts/chaos.txt
 go test -race -count=1 -p 1 -timeout 20m ./...
+cat artifacts/chaos.txt # the chaos test's summary line
