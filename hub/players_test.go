@@ -235,17 +235,7 @@ func TestRematch(t *testing.T) {
 	wstest.Pair(t, x, o)
 	x.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": x.GameID}})
 	x.ExpectError("rematch_unavailable")
-	for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
-		p, q := x, o
-		if i%2 == 1 {
-			p, q = o, x
-		}
-		p.Move(q, sq[0], sq[1])
-	}
-	for _, c := range []*wstest.Client{x, o} {
-		c.ExpectStatus("finished")
-		c.Expect("updateWinner")
-	}
+	winTopRow(x, o)
 	x.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": x.GameID}})
 	for _, c := range []*wstest.Client{x, o} {
 		var offer struct{ Team string }
