@@ -163,6 +163,10 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 	}
 	defer r.dialer.close()
 
+	r.machine0.Store(new(sampleMachine()))
+	rampDone := time.AfterFunc(r.rampEnd, func() { r.machine0.Store(new(sampleMachine())) })
+	defer rampDone.Stop()
+
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hardCtx, stopHard := context.WithCancel(ctx) // ends a Resume run's finish
@@ -206,6 +210,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 	deadline.Stop()
 	ended := r.now()
 	waiting, connected := r.waiting.Load(), r.connected.Load()
+	machine := r.machine0.Load().since(sampleMachine())
 	cancel()
 	if cfg.Resume {
 		all := make(chan struct{})
@@ -224,7 +229,9 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 	if cfg.Progress != nil && cfg.Terminal {
 		fmt.Fprintln(cfg.Progress)
 	}
-	return r.report(ended, waiting, connected), nil
+	rep := r.report(ended, waiting, connected)
+	rep.Machine = machine
+	return rep, nil
 }
 
 // run is the state all players of one Play share.
@@ -237,6 +244,7 @@ type run struct {
 	games   *registry
 
 	mover, opponent *Histogram
+	machine0        atomic.Pointer[machineSample] // at the window's start
 
 	connected, waiting                  atomic.Int64
 	movesAll                            atomic.Int64 // unmeasured, for progress
@@ -463,8 +471,21 @@ func (c *cell) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// statsPrefix starts every statsUpdate frame as the server encodes it.
+var statsPrefix = []byte(`{"action":"statsUpdate",`)
+
+// isStats reports whether b is a live-stats frame, which players ignore. It
+// looks at the first bytes only: a server sends up to four a second to every
+// socket, and decoding each whole would make the load generator, which
+// shares the machine's cores with the server, spend its time on frames that
+// measure nothing. A frame it does not recognise is decoded in full.
+func isStats(b []byte) bool { return bytes.HasPrefix(b, statsPrefix) }
+
 // handle reacts to one server frame.
 func (p *player) handle(ctx context.Context, b []byte) error {
+	if isStats(b) {
+		return nil
+	}
 	var f inFrame
 	if err := json.Unmarshal(b, &f); err != nil {
 		p.bad("frame is not JSON: " + err.Error())

@@ -2,12 +2,17 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
+	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/loadgen/relay"
 )
 
@@ -65,6 +70,10 @@ func TestPlayAgainstRelay(t *testing.T) {
 	if rep.Connected != 50 {
 		t.Errorf("connected at end %d, want 50", rep.Connected)
 	}
+	// The machine's load over the window: players played on it.
+	if runtime.GOOS == "linux" && (rep.Machine.Busy <= 0 || rep.Machine.Steal < 0) {
+		t.Errorf("machine %+v: want the window's CPU time read", rep.Machine)
+	}
 }
 
 func TestPlayWithThink(t *testing.T) {
@@ -114,5 +123,50 @@ func TestPlayCancelled(t *testing.T) {
 	}
 	if err := rep.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIsStatsMatchesServer: the prefix players skip live-stats frames by is
+// the one the server sends (were it not, every stats frame would be decoded
+// in full: still correct, but the load generator would spend its cores on
+// them), and no other frame of a game starts with it.
+func TestIsStatsMatchesServer(t *testing.T) {
+	t.Parallel()
+	_, url := startHub(t, hub.Options{StatsInterval: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var socks [2]*websocket.Conn
+	for i := range socks {
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http")+"/live", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"action":"joinGame","data":{"mode":"quick"}}`)); err != nil {
+			t.Fatal(err)
+		}
+		socks[i] = c
+	}
+	// Both players' frames until the game started and stats came: the
+	// joining player's frames (joinGame, playerJoin, updateGameStatus) are
+	// not stats, the statsUpdate frames are.
+	var stats, other int
+	for stats == 0 || other < 3 {
+		_, b, err := socks[1].Read(ctx)
+		if err != nil {
+			t.Fatalf("after %d stats and %d other frames: %v", stats, other, err)
+		}
+		var f struct{ Action string }
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := isStats(b), f.Action == "statsUpdate"; got != want {
+			t.Fatalf("isStats(%s) = %v, want %v", b, got, want)
+		}
+		if f.Action == "statsUpdate" {
+			stats++
+		} else {
+			other++
+		}
 	}
 }

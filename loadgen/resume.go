@@ -297,6 +297,9 @@ type resumeData struct {
 }
 
 func (p *resumer) handle(play context.Context, b []byte) error {
+	if isStats(b) {
+		return nil
+	}
 	var f inFrame
 	if err := json.Unmarshal(b, &f); err != nil {
 		p.bad("frame is not JSON: " + err.Error())

@@ -43,26 +43,8 @@ func compareAcked(t *testing.T, acked map[string][]AckedMove, game func(id strin
 // their games at the end; what they were acknowledged is what is stored.
 func TestPlayResume(t *testing.T) {
 	t.Parallel()
-	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hub.New(st, hub.NewMemoryBus(), hub.Options{Grace: 20 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); h.Run(ctx) }()
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		cctx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		h.Close(cctx)
-		srv.Close()
-		cancel()
-		<-done
-		st.Close()
-	})
-	proxy := testenv.StartProxy(t, strings.TrimPrefix(srv.URL, "http://"))
+	st, url := startHub(t, hub.Options{Grace: 20 * time.Second})
+	proxy := testenv.StartProxy(t, strings.TrimPrefix(url, "http://"))
 	go func() {
 		for range 2 {
 			time.Sleep(time.Second)
@@ -97,6 +79,31 @@ func TestPlayResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startHub serves a hub over a fresh embedded store (soft) for the test and
+// returns the store and the server's http:// address.
+func startHub(t *testing.T, opt hub.Options) (*store.Bolt, string) {
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
+	h := hub.New(st, hub.NewMemoryBus(), opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Run(ctx) }()
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		cctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		h.Close(cctx)
+		srv.Close()
+		cancel()
+		<-done
+		st.Close()
+	})
+	return st, srv.URL
 }
 
 type testWriter struct{ tb testing.TB }
