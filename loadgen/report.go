@@ -80,6 +80,10 @@ type Report struct {
 	Mover    Latency `json:"mover"`
 	Opponent Latency `json:"opponent"`
 
+	// Machine is how busy the machine and the load generator were in the
+	// measured window: read a latency against it.
+	Machine Machine `json:"machine"`
+
 	// MoverHist and OpponentHist are the histograms the latencies come from.
 	MoverHist    *HistogramSnapshot `json:"-"`
 	OpponentHist *HistogramSnapshot `json:"-"`
@@ -218,6 +222,7 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "acknowledged moves %d in %d games  resends %d  gaps %d  unfinished %d\n",
 			n, len(r.Acked), r.Resends, r.Gaps, r.Unfinished)
 	}
+	fmt.Fprintln(w, r.Machine)
 	_, err := fmt.Fprintf(w, "anomalies %d%s\n", r.AnomalyCount, fmtCounts(r.AnomalyKinds))
 	for _, a := range r.Anomalies {
 		fmt.Fprintf(w, "  %s\n", a)
