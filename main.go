@@ -216,12 +216,12 @@ type gameStore interface {
 }
 
 // openStore opens the embedded store, or RethinkDB when configured.
-func openStore(ctx context.Context, cfg config, log *slog.Logger) (gameStore, error) {
+func openStore(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (gameStore, error) {
 	if cfg.rethinkAddrs == "" {
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft"})
+		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft", Registerer: reg})
 	}
 	replica := cfg.replica
 	if replica == "" {
@@ -255,7 +255,10 @@ func openBus(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.R
 // serve wires store, bus, hub and router, serves until ctx ends, then drains.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The scheduler's latencies (go_sched_latencies_seconds) tell how long
+	// goroutines waited for a core: a replica short of CPU shows there first.
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The bus exists before the hub it resyncs.
 	var hubRef atomic.Pointer[hub.Hub]
 	bus, closeBus, err := openBus(ctx, cfg, log, reg, func(channels []string) {
@@ -267,7 +270,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer closeBus()
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}

@@ -110,6 +110,8 @@ func TestServesClient(t *testing.T) {
 		{"/style.css", "text/css", "{"},
 		{"/healthz", "text/plain", "ok"},
 		{"/metrics", "text/plain", "tictac_sockets_open"},
+		{"/metrics", "text/plain", "tictac_store_log_sync_seconds"}, // the embedded store's
+		{"/metrics", "text/plain", "go_sched_latencies_seconds"},    // the scheduler's
 	}
 	for _, tt := range tests {
 		resp, body := get(t, a.base+tt.path)

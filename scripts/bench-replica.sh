@@ -6,9 +6,13 @@
 #
 #   scripts/bench-replica.sh [think times...]   default: 1s 200ms 0
 #
-# Env: PLAYERS (1000), DURATION (20s), RAMP (3s). Everything listens on
-# 127.0.0.1 only and stops by itself; each run prints the load generator's
-# summary and the server's CPU over the run.
+# Env: PLAYERS (1000), DURATION (20s), RAMP (3s), both in whole seconds.
+# Everything listens on 127.0.0.1 only and stops by itself. Each run prints
+# the load generator's summary (with the machine's busy and steal time), the
+# server's CPU over the run and, for tictac, from its own metrics over the
+# measured window: a move's time inside the server (read to published), the
+# log's fdatasync (the disk's latency in this very run; fsync runs only) and
+# how long its goroutines waited for a core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 players=${PLAYERS:-1000} duration=${DURATION:-20s} ramp=${RAMP:-3s}
@@ -31,10 +35,21 @@ for think in "${thinks[@]}"; do
 		wait_tcp "$p"
 		echo "== $server, think $think"
 		t0=$(ticks "$pid")
+		if [ "$server" != relay ]; then
+			(sleep "${ramp%s}"; scrape "$p" "$work/m0") & scrapes=($!)
+			(sleep "$(awk -v r="${ramp%s}" -v d="${duration%s}" 'BEGIN { print r + d - 0.3 }')"; scrape "$p" "$work/m1") & scrapes+=($!)
+		fi
 		"$work/tictac" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
 			-duration "$duration" -ramp "$ramp" -quiet
 		t1=$(ticks "$pid")
 		awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "server CPU %.2f core (over the ramp and the run)\n", t / 100 / (d + r) }'
+		if [ "$server" != relay ]; then
+			wait "${scrapes[@]}"
+			q() { quantile "$work/m0" "$work/m1" "$1" "$2"; }
+			echo "server, ms: move p50 $(q tictac_move_seconds 0.5) p99 $(q tictac_move_seconds 0.99)" \
+				" log fsync p50 $(q tictac_store_log_sync_seconds 0.5) p99 $(q tictac_store_log_sync_seconds 0.99)" \
+				" sched wait p99 $(q go_sched_latencies_seconds 0.99)"
+		fi
 		kill "$pid"; wait "$pid" 2>/dev/null || true
 	done
 done

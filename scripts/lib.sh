@@ -16,3 +16,25 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 wait_tcp() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "nothing on $1" >&2; exit 1; }
 # ticks prints the user + system CPU of process $1 so far, in 1/100 s.
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# scrape saves the Prometheus metrics of the server on 127.0.0.1:$1 to file $2.
+scrape() { curl -sf "http://127.0.0.1:$1/metrics" >"$2" || : >"$2"; }
+# quantile prints the upper bound, in ms, of the bucket holding quantile $4
+# of histogram $3 over what it gained from scrape $1 to scrape $2; "-" when
+# it gained nothing.
+quantile() {
+	awk -v m="$3" -v q="$4" '
+		FNR == 1 { f++ }
+		index($0, m "_bucket{") == 1 {
+			le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
+			if (f == 1) a[le] = $NF; else { b[le] = $NF; order[++n] = le }
+		}
+		END {
+			total = b[order[n]] - a[order[n]]
+			if (total <= 0) { print "-"; exit }
+			for (i = 1; i <= n; i++) if (b[order[i]] - a[order[i]] >= q * total) {
+				if (order[i] == "+Inf") printf ">%.3g\n", order[i-1] * 1000
+				else printf "%.3g\n", order[i] * 1000
+				exit
+			}
+		}' "$1" "$2"
+}

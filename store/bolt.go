@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tictac/tictac/game"
@@ -59,6 +60,9 @@ type BoltOptions struct {
 	NoSync bool
 	// Now returns the time stamped on games and moves; time.Now if nil.
 	Now func() time.Time
+	// Registerer, when set, gets the store's metrics: the log's fdatasync
+	// latency, batch sizes and checkpoint times.
+	Registerer prometheus.Registerer
 }
 
 // Bolt is the embedded store: every game and counter in one bbolt file, with
@@ -73,13 +77,14 @@ type BoltOptions struct {
 // see every acknowledged write. The committer keeps the games that are not
 // over decoded, so a move does not decode and replay the game's history.
 type Bolt struct {
-	db   *bolt.DB
-	wal  *wal
-	now  func() time.Time
-	ops  chan *op
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	db      *bolt.DB
+	wal     *wal
+	now     func() time.Time
+	metrics *boltMetrics
+	ops     chan *op
+	quit    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 	// closeErr is what Close returns.
 	closeErr error
 
@@ -152,7 +157,8 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s := &Bolt{db: db, wal: w, now: opt.Now, ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{}),
-		cache: make(map[string]*cached), staged: make(map[string]*cached)}
+		cache: make(map[string]*cached), staged: make(map[string]*cached), metrics: newBoltMetrics(opt.Registerer)}
+	w.synced = func(d time.Duration) { s.metrics.sync.Observe(d.Seconds()) }
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -258,6 +264,7 @@ func (s *Bolt) apply(e walEntry) error {
 // checkpoint commits the open transaction with everything logged so far,
 // starts the log over and opens the next transaction.
 func (s *Bolt) checkpoint() error {
+	defer since(s.metrics.checkpoint, time.Now())
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], s.seq)
 	if err := s.tx.Bucket(bucketMeta).Put(keyWALSeq, v[:]); err != nil {
@@ -705,6 +712,7 @@ func (s *Bolt) commit(ops []*op) {
 		}
 		return
 	}
+	s.metrics.batch.Observe(float64(len(ops)))
 	var d Stats
 	b := &batch{s: s}
 	clear(s.staged)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/store"
 	"github.com/tictac/tictac/store/storetest"
@@ -254,5 +256,56 @@ func BenchmarkMovePaced(b *testing.B) {
 				b.ReportMetric(q(0.999), "p99.9-µs")
 			}
 		})
+	}
+}
+
+// TestBoltMetrics: the store reports each batch, each fdatasync of the log
+// (none without sync) and each checkpoint on the registry it is given.
+func TestBoltMetrics(t *testing.T) {
+	t.Parallel()
+	for _, noSync := range []bool{false, true} {
+		reg := prometheus.NewRegistry()
+		s := openBolt(t, filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: noSync, Registerer: reg})
+		ctx := context.Background()
+		if _, err := s.Join(ctx, "x", "g1"); err != nil {
+			t.Fatal(err)
+		}
+		g, err := s.Join(ctx, "o", "unused")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range [][2]int{{0, 0}, {0, 1}, {1, 0}} {
+			if _, err := s.Move(ctx, g.ID, []string{"x", "o"}[i%2], m[0], m[1], ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		counts := map[string]uint64{}
+		sums := map[string]float64{}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			h := mf.GetMetric()[0].GetHistogram()
+			counts[mf.GetName()], sums[mf.GetName()] = h.GetSampleCount(), h.GetSampleSum()
+		}
+		// Five writes, each its own batch here, and at least the checkpoint
+		// of Close.
+		if n, ops := counts["tictac_store_batch_ops"], sums["tictac_store_batch_ops"]; n < 5 || ops < 5 {
+			t.Errorf("noSync %v: %d batches of %v ops, want at least 5 of 5", noSync, n, ops)
+		}
+		want := counts["tictac_store_batch_ops"] // every batch here writes
+		if noSync {
+			want = 0
+		}
+		if got := counts["tictac_store_log_sync_seconds"]; got != want {
+			t.Errorf("noSync %v: %d log syncs, want %d", noSync, got, want)
+		}
+		if counts["tictac_store_checkpoint_seconds"] < 1 {
+			t.Errorf("noSync %v: no checkpoint counted", noSync)
+		}
 	}
 }

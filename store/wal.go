@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // The write-ahead log in front of the Bolt file. Each batch of writes is one
@@ -64,6 +65,8 @@ type wal struct {
 	pos  int64 // where the next record goes
 	size int64 // the file's size, zero-filled beyond what was written
 	buf  []byte
+	// synced, when set, is told how long each append's fdatasync took.
+	synced func(time.Duration)
 }
 
 // openWAL opens or creates the log at path, zero-filled to walInitial. It
@@ -185,8 +188,12 @@ func (w *wal) append(seq uint64, payload []byte) error {
 	if !w.sync {
 		return nil
 	}
+	start := time.Now()
 	if err := fdatasync(w.f); err != nil {
 		return fmt.Errorf("sync log: %w", err)
+	}
+	if w.synced != nil {
+		w.synced(time.Since(start))
 	}
 	return nil
 }
