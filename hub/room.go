@@ -29,6 +29,13 @@ type room struct {
 	mu      sync.Mutex
 	members []*conn // replaced, never modified in place, so deliver can read it unlocked
 
+	// order lets one deliver run at a time, so that every socket here gets a
+	// game's messages in the order delivered. Without it, a deliver paused
+	// between two sockets (preempted) could be overtaken: the first socket's
+	// player answers the move, and its answer reaches the second socket
+	// before the move it answers.
+	order sync.Mutex
+
 	// state is moves<<8 | status of the newest message seen. Within one move
 	// count a game's status only moves forward, so the maximum is the latest.
 	state atomic.Uint32
@@ -53,6 +60,8 @@ func (r *room) deliver(msg []byte) {
 	if len(msg) < 2 {
 		return
 	}
+	r.order.Lock()
+	defer r.order.Unlock()
 	r.observe(game.Status(msg[0]), int(msg[1]))
 	r.mu.Lock()
 	members := r.members
