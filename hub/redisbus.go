@@ -333,7 +333,6 @@ func (b *RedisBus) supervise(sc *subConn) {
 		if sc = b.reconnect(); sc == nil {
 			return // closed
 		}
-		b.reconnects.Inc()
 		b.log.Info("redis bus: reconnected", "addr", b.addr, "outage", time.Since(down).Round(time.Millisecond))
 	}
 }
@@ -366,6 +365,9 @@ func (b *RedisBus) reconnect() *subConn {
 			b.log.Debug("redis bus: resubscribe", "addr", b.addr, "attempt", attempt, "err", err)
 			continue
 		}
+		// Counted before OnResubscribe hears of it, so that whoever it tells
+		// finds the reconnect counted.
+		b.reconnects.Inc()
 		b.log.Info("redis bus: resubscribed", "addr", b.addr, "channels", len(channels))
 		if b.onResubscribe != nil {
 			b.onResubscribe(channels)
