@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -305,5 +306,43 @@ func TestCorkConnDeadline(t *testing.T) {
 	err := c.uncork(time.Now().Add(200 * time.Millisecond))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("uncork to a peer that reads nothing: %v, want a deadline error", err)
+	}
+}
+
+// TestDeliverTakesTurns: while one delivery to a room is unfinished (here
+// stopped between its two sockets, as a preempted goroutine would be), the
+// next one reaches no socket; then both sockets get both, in order. Were the
+// second to overtake, the first socket's player could answer a move before
+// the second socket heard of it, and that socket would see the answer first.
+func TestDeliverTakesTurns(t *testing.T) {
+	x, o := &conn{holding: true}, &conn{holding: true} // frames pile up in held
+	r := &room{members: []*conn{x, o}}
+	held := func(c *conn) string {
+		c.gate.Lock()
+		defer c.gate.Unlock()
+		return string(bytes.Join(c.held, []byte(" ")))
+	}
+	msg := func(move byte) []byte { return append([]byte{byte(game.InProgress), move}, fmt.Sprint("move", move)...) }
+
+	o.gate.Lock() // the first delivery stops at o
+	first, second := make(chan struct{}), make(chan struct{})
+	go func() { defer close(first); r.deliver(msg(4)) }()
+	for deadline := time.Now().Add(5 * time.Second); held(x) == ""; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first delivery did not reach x")
+		}
+	}
+	go func() { defer close(second); r.deliver(msg(5)) }()
+	time.Sleep(50 * time.Millisecond) // the second delivery's chance to overtake
+	if got := held(x); got != "move4" {
+		t.Errorf("x got %q while the first delivery was unfinished, want only move4", got)
+	}
+	o.gate.Unlock()
+	<-first
+	<-second
+	for name, c := range map[string]*conn{"x": x, "o": o} {
+		if got := held(c); got != "move4 move5" {
+			t.Errorf("%s got %q, want move4 move5", name, got)
+		}
 	}
 }

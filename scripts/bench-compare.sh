@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench-compare.sh OLD [NEW]: the same load against two builds of tictac, one
+# replica with the embedded store, runs alternating OLD, NEW, OLD, NEW...,
+# then the median of each figure per build. Figures on a shared machine move
+# by a third from one run to the next; the median of alternating runs is how
+# BENCHMARKS.md states a change's before and after.
+#
+#   scripts/bench-compare.sh 9aa2736          # that commit against the working tree
+#   scripts/bench-compare.sh v1 v2            # two revisions
+#
+# Env: PLAYERS (1000), THINK (200ms), DURATION (10s), RAMP (3s), both in whole
+# seconds, REPEAT (3 runs per build), DURABILITY (soft, or fsync), and FLAGS
+# (more tictac flags for both). Everything listens on 127.0.0.1 only and
+# stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+	echo "usage: scripts/bench-compare.sh OLD [NEW]" >&2
+	exit 2
+fi
+players=${PLAYERS:-1000} think=${THINK:-200ms} duration=${DURATION:-10s} ramp=${RAMP:-3s}
+repeat=${REPEAT:-3} durability=${DURABILITY:-soft}
+. scripts/lib.sh
+
+# build REV OUT: the binary of revision REV, or of the working tree for "".
+build() {
+	if [ -z "$1" ]; then
+		scripts/build.sh "$2" >/dev/null
+		return
+	fi
+	git worktree add -q --detach "$work/src-$(basename "$2")" "$1"
+	(cd "$work/src-$(basename "$2")" && scripts/build.sh "$2" >/dev/null)
+	git worktree remove --force "$work/src-$(basename "$2")"
+}
+build "$1" "$work/old"
+build "${2:-}" "$work/new"
+echo "old = $1, new = ${2:-working tree}; $players players, think $think, $duration after $ramp, $durability, $repeat runs each"
+
+# ms converts a duration as the load generator prints it (971µs, 1.2ms, 2s) to ms.
+ms() { awk -v d="$1" 'BEGIN { u = d; sub(/^[0-9.]+/, "", u); v = d + 0; if (u == "µs") v /= 1000; else if (u == "s") v *= 1000; printf "%.3g", v }'; }
+
+results=$work/results
+printf "%-4s %9s %9s %9s %9s %9s %7s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% | tee "$results"
+for i in $(seq "$repeat"); do
+	for b in old new; do
+		p=$(port)
+		"$work/$b" -addr 127.0.0.1:"$p" -data "$work/d-$b-$i" -durability "$durability" -max-conns-per-ip 0 \
+			-log-level warn ${FLAGS:-} >"$work/s-$b-$i.log" 2>&1 &
+		pid=$!; pids+=($pid)
+		wait_tcp "$p"
+		t0=$(ticks "$pid")
+		out=$("$work/new" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
+			-duration "$duration" -ramp "$ramp" -quiet)
+		t1=$(ticks "$pid")
+		kill "$pid"; wait "$pid" 2>/dev/null || true
+		read -r _ _ p50 _ p99 p999 _ < <(grep '^ *opponent' <<<"$out")
+		rate=$(awk '/^moves\/s/ { print $2 }' <<<"$out")
+		steal=$(sed -n 's/.*steal \([0-9.]*\)%.*/\1/p' <<<"$out")
+		cpu=$(awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "%.2f", t / 100 / (d + r) }')
+		grep -q '^anomalies 0' <<<"$out" || { echo "$b: anomalies" >&2; grep -A5 '^anomalies' <<<"$out" >&2; }
+		printf "%-4s %9s %9s %9s %9s %9s %7s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" | tee -a "$results"
+	done
+done
+echo "medians:"
+for b in old new; do
+	awk -v b="$b" '$1 == b { for (i = 2; i <= 7; i++) v[i, ++n[i]] = $i }
+		END {
+			printf "%-4s", b
+			for (i = 2; i <= 7; i++) {
+				m = n[i]
+				for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (v[i, y] + 0 < v[i, x] + 0) { t = v[i, x]; v[i, x] = v[i, y]; v[i, y] = t }
+				printf " %9s", (m % 2) ? v[i, (m + 1) / 2] : (v[i, m / 2] + v[i, m / 2 + 1]) / 2
+			}
+			printf "\n"
+		}' "$results"
+done
