@@ -322,7 +322,9 @@ func TestDeliverTakesTurns(t *testing.T) {
 		defer c.gate.Unlock()
 		return string(bytes.Join(c.held, []byte(" ")))
 	}
-	msg := func(move byte) []byte { return append([]byte{byte(game.InProgress), move}, fmt.Sprint("move", move)...) }
+	msg := func(move byte) []byte {
+		return append([]byte{byte(game.InProgress), move}, fmt.Sprint("move", move)...)
+	}
 
 	o.gate.Lock() // the first delivery stops at o
 	first, second := make(chan struct{}), make(chan struct{})
