@@ -129,7 +129,6 @@ func histQuantile(a, b *metrics.Float64Histogram, q float64) time.Duration {
 
 // MarshalJSON writes the durations in milliseconds.
 func (m Machine) MarshalJSON() ([]byte, error) {
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return json.Marshal(struct {
 		Busy       float64 `json:"busy"`
 		Steal      float64 `json:"steal"`

@@ -120,9 +120,11 @@ func summarize(s *HistogramSnapshot) Latency {
 	}
 }
 
+// ms is d in milliseconds, to the microsecond, as the JSON reports say times.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 // MarshalJSON writes the latencies in milliseconds.
 func (l Latency) MarshalJSON() ([]byte, error) {
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	return json.Marshal(struct {
 		Count uint64  `json:"count"`
 		P50   float64 `json:"p50Ms"`
