@@ -7,12 +7,14 @@
 #   scripts/bench-cluster.sh [bench play flags...]   e.g. -players 1000 -think 1s -duration 20s
 #
 # Needs what ./test.sh installs. Everything listens on 127.0.0.1 only.
+# TICTAC=path runs that binary (say, an older build to compare) instead of
+# building the working tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 . scripts/lib.sh
 
-scripts/build.sh "$work/tictac"
+if [ -n "${TICTAC:-}" ]; then cp "$TICTAC" "$work/tictac"; else scripts/build.sh "$work/tictac"; fi
 rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
 qport=$(port); node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
 wait_tcp "$rport"; wait_tcp "$qport"
