@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -43,10 +44,11 @@ const (
 	maxBatch = 256
 	// checkpointEvery and checkpointBytes bound how much of the log there is
 	// to replay on open (about 15,000 moves at 500 a second). A checkpoint
-	// commits the Bolt file, which the committer waits for (10 to 50 ms: the
-	// pages of every game touched since the last one, and two fsyncs), so
-	// checkpoints are kept rare: the cost hardly grows with the interval,
-	// since the same games' pages are dirtied again and again.
+	// commits the Bolt file (10 to 150 ms: the pages of every game touched
+	// since the last one, and two fsyncs) in the background, so checkpoints
+	// are kept rare for the disk's sake, not for the moves': the cost hardly
+	// grows with the interval, since the same games' pages are dirtied again
+	// and again.
 	checkpointEvery = 30 * time.Second
 	checkpointBytes = 32 << 20
 	// maxCached bounds the cache of games not over; past it the cache starts over.
@@ -66,19 +68,26 @@ type BoltOptions struct {
 }
 
 // Bolt is the embedded store: every game and counter in one bbolt file, with
-// a write-ahead log beside it (the file's name with "-wal" added).
+// a write-ahead log beside it in two files that take turns (the file's name
+// with "-wal" and "-wal2" added).
 //
 // Writes go through one committer goroutine that runs every write waiting at
 // that moment as one batch, appends the batch's changes to the log as one
 // record and fdatasyncs it once, so concurrent moves share an fsync and a lone
 // move never waits for company. The changes also go into a write transaction
-// that stays open between checkpoints, which commit it to the file every few
-// seconds and start the log over. Reads go through the committer too, so they
-// see every acknowledged write. The committer keeps the games that are not
-// over decoded, so a move does not decode and replay the game's history.
+// that stays open between checkpoints. A checkpoint hands the transaction to
+// a goroutine that commits it to the file, and switches the log to its other
+// file; the file it leaves is kept until the commit is durable. Meanwhile the
+// committer goes on without a transaction: batches that only touch the games
+// it holds decoded (every game in progress) run and are logged as before,
+// their changes kept for the next transaction; an op that must read the file
+// waits for the commit (see commit). Reads go through the committer too, so
+// they see every acknowledged write. The committer keeps the games that are
+// not over decoded, so a move does not decode and replay the game's history.
 type Bolt struct {
 	db      *bolt.DB
-	wal     *wal
+	wals    [2]*wal // the log's files; wals[cur] takes the appends
+	cur     int
 	now     func() time.Time
 	metrics *boltMetrics
 	ops     chan *op
@@ -94,7 +103,7 @@ type Bolt struct {
 	feedMu    sync.Mutex // orders publishes from the committer and SetOnline
 
 	// Owned by the committer goroutine (and by OpenBolt before it starts).
-	tx       *bolt.Tx                 // open between checkpoints
+	tx       *bolt.Tx                 // open between checkpoints; nil while one commits
 	buckets  [numBuckets]*bolt.Bucket // tx's buckets
 	seq      uint64                   // the last log record's seq
 	ckptSeq  uint64                   // the last seq the file includes
@@ -103,6 +112,17 @@ type Bolt struct {
 	staged   map[string]*cached // the batch's changes to cache; nil for deleted
 	broken   error              // set when the log or the file failed; every write fails with it
 	wantCkpt bool               // a checkpoint was asked for
+	waiters  []*op              // Checkpoint calls, for the next checkpoint to start
+
+	// The checkpoint in flight, if committing: its transaction is being
+	// committed by a goroutine that sends the result on ckptDone.
+	committing bool
+	ckptDone   chan error
+	ckptTo     uint64   // the seq it commits
+	ckptOps    []*op    // Checkpoint calls it answers
+	pending    [][]byte // payloads logged since it started, for the next transaction
+	deferred   []*op    // ops that need the file, run once it is committed
+	commitHook func()   // tests only: called by the goroutine before it commits
 }
 
 // cached is a decoded game and its place in the waiting queue. Its History is
@@ -114,22 +134,42 @@ type cached struct {
 }
 
 // op is one read or write: fn runs inside the batch and adds its effect on the
-// stats to d. If fn returns a refusal it must not have written anything. An op
-// with checkpoint set has no fn: it waits for a checkpoint.
+// stats to d. If fn returns a refusal it must not have written anything. fn
+// may run more than once: while a checkpoint commits, an op that needs the
+// file is undone and run again after the commit. An op with checkpoint set
+// has no fn: it waits for a checkpoint.
 type op struct {
 	ctx        context.Context
 	fn         func(b *batch, d *Stats) error
 	checkpoint bool
+	held       bool      // answered later than its batch: deferred, or waiting for a checkpoint
+	putOff     time.Time // when it was deferred
 	err        error
 	done       chan struct{}
 }
 
 // batch is what an op works with: the open transaction, through methods that
-// also log each change and keep the cache in step.
+// also log each change and keep the cache in step. Without a transaction (a
+// checkpoint commits), reads of the file fail with errNeedFile and set
+// needFile, and journal records what the op changed in s.staged so that it
+// can be undone.
 type batch struct {
-	s   *Bolt
-	log walWriter
+	s        *Bolt
+	log      walWriter
+	needFile bool
+	journal  []stagedWas
 }
+
+// stagedWas is an entry of s.staged as it was before an op changed it.
+type stagedWas struct {
+	id  string
+	c   *cached
+	had bool
+}
+
+// errNeedFile is what a read of the file returns while a checkpoint commits;
+// the op is then put off until the commit is done.
+var errNeedFile = errors.New("the store file is being committed")
 
 // OpenBolt opens or creates the store file at path and its log, and replays
 // into the file what the log holds beyond the file's last checkpoint. Waiting
@@ -144,21 +184,38 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.NoSync = opt.NoSync
+	// The second file is new in a data dir of a version with one log file:
+	// it is created empty.
+	names := [2]string{path + "-wal", path + "-wal2"}
 	if errors.Is(statErr, fs.ErrNotExist) {
 		// A log beside a new file belonged to a file that was deleted.
-		if err := os.Remove(path + "-wal"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			db.Close()
-			return nil, fmt.Errorf("open %s: %w", path, err)
+		for _, name := range names {
+			if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				db.Close()
+				return nil, fmt.Errorf("open %s: %w", path, err)
+			}
 		}
 	}
-	w, err := openWAL(path+"-wal", !opt.NoSync)
-	if err != nil {
+	s := &Bolt{db: db, now: opt.Now, ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{}),
+		cache: make(map[string]*cached), staged: make(map[string]*cached), metrics: newBoltMetrics(opt.Registerer),
+		ckptDone: make(chan error, 1)}
+	closeAll := func() {
+		for _, w := range s.wals {
+			if w != nil {
+				w.close()
+			}
+		}
 		db.Close()
-		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	s := &Bolt{db: db, wal: w, now: opt.Now, ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{}),
-		cache: make(map[string]*cached), staged: make(map[string]*cached), metrics: newBoltMetrics(opt.Registerer)}
-	w.synced = func(d time.Duration) { s.metrics.sync.Observe(d.Seconds()) }
+	for i, name := range names {
+		w, err := openWAL(name, !opt.NoSync)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		w.synced = func(d time.Duration) { s.metrics.sync.Observe(d.Seconds()) }
+		s.wals[i] = w
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -166,8 +223,7 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 		if s.tx != nil {
 			s.tx.Rollback()
 		}
-		w.close()
-		db.Close()
+		closeAll()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s.feed.last = s.persisted
@@ -206,7 +262,10 @@ func (s *Bolt) recoverOpen() error {
 			s.persisted[i] = int64(binary.BigEndian.Uint64(v))
 		}
 	}
-	return s.checkpoint()
+	// The checkpoint switches to the other file: appends start with the
+	// first, the name a single-file log had.
+	s.cur = 1
+	return s.checkpointNow()
 }
 
 // begin opens the write transaction that lasts until the next checkpoint.
@@ -225,23 +284,37 @@ func (s *Bolt) begin() error {
 	return err
 }
 
-// replay applies to the open transaction the log's records after s.seq.
+// replay applies to the open transaction the log's records after s.seq, from
+// both files in seq order. Each file holds one run of records in a row (see
+// wal.records); the records after s.seq must follow on from it without a gap.
+// What a file holds from before its last reset is in the Bolt file already,
+// so it is at most s.seq and skipped.
 func (s *Bolt) replay() error {
-	err := s.wal.records(func(seq uint64, payload []byte) error {
-		switch {
-		case seq <= s.seq:
-			return nil // already in the file
-		case seq != s.seq+1:
-			return fmt.Errorf("%w: record %d follows %d", errWALCorrupt, seq, s.seq)
+	type record struct {
+		seq     uint64
+		payload []byte
+	}
+	var recs []record
+	for _, w := range s.wals {
+		err := w.records(func(seq uint64, payload []byte) error {
+			if seq > s.seq {
+				recs = append(recs, record{seq, payload})
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("replay log: %w", err)
 		}
-		if err := walEntries(payload, s.apply); err != nil {
-			return fmt.Errorf("record %d: %w", seq, err)
+	}
+	slices.SortFunc(recs, func(a, b record) int { return cmp.Compare(a.seq, b.seq) })
+	for _, r := range recs {
+		if r.seq != s.seq+1 {
+			return fmt.Errorf("replay log: %w: record %d follows %d", errWALCorrupt, r.seq, s.seq)
 		}
-		s.seq = seq
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("replay log: %w", err)
+		if err := walEntries(r.payload, s.apply); err != nil {
+			return fmt.Errorf("replay log: record %d: %w", r.seq, err)
+		}
+		s.seq = r.seq
 	}
 	return nil
 }
@@ -261,26 +334,98 @@ func (s *Bolt) apply(e walEntry) error {
 	}
 }
 
-// checkpoint commits the open transaction with everything logged so far,
-// starts the log over and opens the next transaction.
-func (s *Bolt) checkpoint() error {
-	defer since(s.metrics.checkpoint, time.Now())
+// startCheckpoint hands the open transaction, with everything logged so far,
+// to a goroutine that commits it, and switches the log to its other file,
+// which the previous checkpoint emptied. The committer goes on without a
+// transaction until finishCheckpoint. The Checkpoint calls waiting so far are
+// answered by this checkpoint.
+func (s *Bolt) startCheckpoint() {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], s.seq)
 	if err := s.tx.Bucket(bucketMeta).Put(keyWALSeq, v[:]); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		s.broken = fmt.Errorf("checkpoint: %w", err)
+		return
 	}
-	err := s.tx.Commit()
-	s.tx = nil
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+	tx, hook := s.tx, s.commitHook
+	s.tx, s.buckets = nil, [numBuckets]*bolt.Bucket{}
+	s.committing, s.ckptTo, s.wantCkpt = true, s.seq, false
+	s.ckptOps, s.waiters = s.waiters, nil
+	// The other file holds only records up to the last checkpoint, which
+	// finishCheckpoint saw durable: it can be overwritten.
+	s.cur ^= 1
+	s.wals[s.cur].reset()
+	go func() {
+		if hook != nil {
+			hook()
+		}
+		start := time.Now()
+		err := tx.Commit()
+		since(s.metrics.checkpoint, start)
+		s.ckptDone <- err
+	}()
+}
+
+// finishCheckpoint takes the result of the checkpoint in flight: it opens the
+// next transaction with the changes logged meanwhile, answers the Checkpoint
+// calls, and runs the ops that waited for the file.
+func (s *Bolt) finishCheckpoint(err error) {
+	s.committing = false
+	if err == nil {
+		s.ckptSeq, s.ckptAt = s.ckptTo, time.Now()
+		err = s.begin()
+		for _, p := range s.pending {
+			if err != nil {
+				break
+			}
+			err = walEntries(p, s.apply)
+		}
 	}
-	s.wal.reset()
-	s.ckptSeq, s.ckptAt = s.seq, time.Now()
-	if err := s.begin(); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+	s.pending = nil
+	if err != nil && s.broken == nil {
+		s.broken = fmt.Errorf("checkpoint: %w", err)
 	}
-	return nil
+	for _, o := range s.ckptOps {
+		o.err = s.broken
+		close(o.done)
+	}
+	s.ckptOps = nil
+	for _, o := range s.deferred {
+		o.held = false
+		s.metrics.deferred.Observe(time.Since(o.putOff).Seconds())
+	}
+	ops := s.deferred
+	s.deferred = nil
+	for len(ops) > 0 {
+		n := min(len(ops), maxBatch)
+		s.commit(ops[:n])
+		ops = ops[n:]
+	}
+}
+
+// checkpointNow checkpoints and waits for the commit, for OpenBolt and Close.
+func (s *Bolt) checkpointNow() error {
+	if s.broken == nil {
+		s.startCheckpoint()
+	}
+	if s.committing {
+		s.finishCheckpoint(<-s.ckptDone)
+	}
+	return s.broken
+}
+
+// maybeCheckpoint starts a checkpoint when one is due and none is in flight.
+func (s *Bolt) maybeCheckpoint() {
+	if s.broken != nil {
+		for _, o := range s.waiters {
+			o.err = fmt.Errorf("store failed: %w", s.broken)
+			close(o.done)
+		}
+		s.waiters = nil
+		return
+	}
+	if !s.committing && (s.wantCkpt || len(s.waiters) > 0 || s.wals[s.cur].pos >= checkpointBytes) {
+		s.startCheckpoint()
+	}
 }
 
 // rollback drops the open transaction and rebuilds it from the file and the
@@ -306,15 +451,16 @@ func (s *Bolt) rollback() error {
 }
 
 // Close finishes the writes already submitted, refuses new ones with ErrClosed,
-// ends every stats subscription, checkpoints and closes the files. It returns
-// the error that stopped the store, if one did (what the log holds is then
-// replayed by the next open). Closing again returns the same.
+// ends every stats subscription, waits for a checkpoint in flight,
+// checkpoints and closes the files. It returns the error that stopped the
+// store, if one did (what the log holds is then replayed by the next open).
+// Closing again returns the same.
 func (s *Bolt) Close() error {
 	s.once.Do(func() {
 		close(s.quit)
 		<-s.done
 		s.feed.closeAll()
-		s.closeErr = errors.Join(s.broken, s.wal.close(), s.db.Close())
+		s.closeErr = errors.Join(s.broken, s.wals[0].close(), s.wals[1].close(), s.db.Close())
 	})
 	return s.closeErr
 }
@@ -327,7 +473,11 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 	err := s.write(ctx, func(b *batch, d *Stats) error {
 		// As on RethinkDB: a player seated in a quick game in progress gets
 		// it back rather than a second one.
-		if id := b.s.buckets[bPlayers].Get([]byte(player)); id != nil {
+		id, err := b.get(bPlayers, []byte(player))
+		if err != nil {
+			return err
+		}
+		if id != nil {
 			cur, _, err := b.load(string(id))
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return fatal(err)
@@ -337,10 +487,12 @@ func (s *Bolt) Join(ctx context.Context, player, newID string) (Game, error) {
 				return nil
 			}
 		}
-		waiting := b.s.buckets[bWaiting]
+		waiting, err := b.bucket(bWaiting)
+		if err != nil {
+			return err
+		}
 		if k, id := waiting.Cursor().First(); k != nil {
 			k = slices.Clone(k)
-			var err error
 			if g, _, err = b.load(string(id)); err != nil {
 				return fatal(err)
 			}
@@ -465,8 +617,14 @@ func (s *Bolt) Create(ctx context.Context, g Game) (Game, error) {
 		if _, _, err := b.load(g.ID); !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("game id %q already exists", g.ID)
 		}
-		if g.Invite != "" && b.s.buckets[bInvites].Get([]byte(g.Invite)) != nil {
-			return fmt.Errorf("invite %q already exists", g.Invite)
+		if g.Invite != "" {
+			id, err := b.get(bInvites, []byte(g.Invite))
+			if err != nil {
+				return err
+			}
+			if id != nil {
+				return fmt.Errorf("invite %q already exists", g.Invite)
+			}
 		}
 		empty := Game{Game: game.New()}
 		add(d, delta(&empty, &g))
@@ -485,11 +643,14 @@ func (s *Bolt) JoinInvite(ctx context.Context, player, code string) (Game, error
 	var g Game
 	now := s.now()
 	err := s.write(ctx, func(b *batch, d *Stats) error {
-		id := b.s.buckets[bInvites].Get([]byte(code))
+		id, err := b.get(bInvites, []byte(code))
+		if err != nil {
+			return err
+		}
 		if id == nil {
 			return fmt.Errorf("invite: %w", ErrNotFound)
 		}
-		err := b.update(string(id), func(g *Game) error { return g.AcceptInvite(player, code, now) }, &g, d)
+		err = b.update(string(id), func(g *Game) error { return g.AcceptInvite(player, code, now) }, &g, d)
 		if err != nil {
 			return fmt.Errorf("update game %s: %w", id, err)
 		}
@@ -505,11 +666,13 @@ func (s *Bolt) JoinInvite(ctx context.Context, player, code string) (Game, error
 func (s *Bolt) Active(ctx context.Context, player string) (Game, error) {
 	var g Game
 	err := s.write(ctx, func(b *batch, d *Stats) error {
-		id := b.s.buckets[bPlayers].Get([]byte(player))
+		id, err := b.get(bPlayers, []byte(player))
+		if err != nil {
+			return err
+		}
 		if id == nil {
 			return ErrNotFound
 		}
-		var err error
 		if g, _, err = b.load(string(id)); err != nil {
 			return err
 		}
@@ -529,7 +692,11 @@ func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
 	var out []Game
 	err := s.write(ctx, func(b *batch, d *Stats) error {
 		out = out[:0]
-		c := b.s.buckets[bLive].Cursor()
+		live, err := b.bucket(bLive)
+		if err != nil {
+			return err
+		}
+		c := live.Cursor()
 		for id, _ := c.First(); id != nil && len(out) < limit; id, _ = c.Next() {
 			g, _, err := b.load(string(id))
 			if err != nil {
@@ -588,8 +755,9 @@ func (s *Bolt) Games(ctx context.Context, fn func(Game) bool) error {
 }
 
 // Checkpoint commits to the file everything acknowledged so far and starts the
-// log over. The committer does it by itself every 30 seconds, or sooner
-// when the log holds 32 MiB.
+// log over; it waits for a checkpoint in flight, then for one of its own. The
+// committer checkpoints by itself every 30 seconds, or sooner when the log
+// holds 32 MiB, and goes on with moves meanwhile.
 func (s *Bolt) Checkpoint(ctx context.Context) error {
 	o := &op{ctx: ctx, checkpoint: true, done: make(chan struct{})}
 	if err := s.submit(o); err != nil {
@@ -662,9 +830,14 @@ func (s *Bolt) commitLoop() {
 		select {
 		case o := <-s.ops:
 			batch = append(batch, o)
+		case err := <-s.ckptDone:
+			s.finishCheckpoint(err)
+			s.maybeCheckpoint()
+			continue
 		case <-tick.C:
-			if s.broken == nil && s.seq != s.ckptSeq && time.Since(s.ckptAt) >= checkpointEvery {
-				s.broken = s.checkpoint()
+			if !s.committing && s.seq != s.ckptSeq && time.Since(s.ckptAt) >= checkpointEvery {
+				s.wantCkpt = true
+				s.maybeCheckpoint()
 			}
 			continue
 		case <-s.quit:
@@ -681,15 +854,19 @@ func (s *Bolt) commitLoop() {
 			}
 		}
 		s.commit(batch)
+		s.maybeCheckpoint()
 	}
 }
 
-// shutdown checkpoints what the log holds, or drops the transaction when the
-// store is broken (the next open replays the log).
+// shutdown waits for the checkpoint in flight (and runs the ops that waited
+// for it), then checkpoints what the log holds, or drops the transaction when
+// the store is broken (the next open replays the log).
 func (s *Bolt) shutdown() {
-	if s.broken == nil {
-		s.broken = s.checkpoint()
+	if s.committing {
+		s.finishCheckpoint(<-s.ckptDone)
 	}
+	s.checkpointNow()
+	s.maybeCheckpoint() // fails the Checkpoint calls left, if broken
 	if s.tx != nil {
 		s.tx.Rollback()
 		s.tx = nil
@@ -700,10 +877,18 @@ func (s *Bolt) shutdown() {
 // refused op keeps its error and the others go on; any other error undoes the
 // whole batch and fails every op. Ops are acknowledged only once the record
 // is durable, reads included, so nobody sees a write that a crash could undo.
+//
+// While a checkpoint commits there is no transaction: an op that reads the
+// file (b.needFile) is undone, whatever it returned (its log entries, its
+// changes to the staged games and to the stats), and put off until the
+// commit is done; the others' changes are kept in s.pending for the next
+// transaction. Checkpoint calls wait for the next checkpoint to start.
 func (s *Bolt) commit(ops []*op) {
 	defer func() {
 		for _, o := range ops {
-			close(o.done)
+			if !o.held {
+				close(o.done)
+			}
 		}
 	}()
 	if s.broken != nil {
@@ -719,14 +904,27 @@ func (s *Bolt) commit(ops []*op) {
 	err := func() error {
 		for _, o := range ops {
 			if o.checkpoint {
-				s.wantCkpt = true
+				o.held = true
+				s.waiters = append(s.waiters, o)
 				continue
 			}
 			if err := o.ctx.Err(); err != nil {
 				o.err = err
 				continue
 			}
-			o.err = o.fn(b, &d)
+			if s.tx == nil {
+				logged, journaled, was := len(b.log.b), len(b.journal), d
+				o.err = o.fn(b, &d)
+				if b.needFile {
+					b.undo(logged, journaled)
+					d, b.needFile = was, false
+					o.err, o.held, o.putOff = nil, true, time.Now()
+					s.deferred = append(s.deferred, o)
+					continue
+				}
+			} else {
+				o.err = o.fn(b, &d)
+			}
 			var f fatalError
 			if errors.As(o.err, &f) {
 				return f.err
@@ -748,21 +946,27 @@ func (s *Bolt) commit(ops []*op) {
 		return nil
 	}()
 	if err == nil && len(b.log.b) > 0 {
-		if err = s.wal.append(s.seq+1, b.log.b); err != nil {
+		if err = s.wals[s.cur].append(s.seq+1, b.log.b); err != nil {
 			// The record may be half on disk: nothing can be acknowledged
 			// any more, the next open decides from the log.
 			s.broken = err
 		} else {
 			s.seq++
+			if s.tx == nil {
+				s.pending = append(s.pending, b.log.b)
+			}
 		}
 	}
 	if err != nil {
-		if s.broken == nil {
+		// Without a transaction the failed batch is only in the cache.
+		if s.broken == nil && s.tx != nil {
 			s.broken = s.rollback()
 		}
 		clear(s.cache)
 		for _, o := range ops {
-			o.err = fmt.Errorf("commit: %w", err)
+			if !o.held {
+				o.err = fmt.Errorf("commit: %w", err)
+			}
 		}
 		return
 	}
@@ -782,17 +986,51 @@ func (s *Bolt) commit(ops []*op) {
 		s.feedMu.Unlock()
 		s.publish()
 	}
-	if s.wantCkpt || s.wal.pos >= checkpointBytes {
-		s.wantCkpt = false
-		s.broken = s.checkpoint()
-		if s.broken != nil {
-			for _, o := range ops {
-				if o.checkpoint {
-					o.err = s.broken
-				}
-			}
+}
+
+// bucket returns bucket i of the open transaction to read, or errNeedFile
+// while a checkpoint commits (see commit). Every read of the file goes
+// through it.
+func (b *batch) bucket(i byte) (*bolt.Bucket, error) {
+	if b.s.tx == nil {
+		b.needFile = true
+		return nil, errNeedFile
+	}
+	return b.s.buckets[i], nil
+}
+
+// get returns the value of k in bucket i, nil if there is none.
+func (b *batch) get(i byte, k []byte) ([]byte, error) {
+	bk, err := b.bucket(i)
+	if err != nil {
+		return nil, err
+	}
+	return bk.Get(k), nil
+}
+
+// stage sets the batch's change to the cache for game id, journaled while
+// there is no transaction so that undo can take it back.
+func (b *batch) stage(id string, c *cached) {
+	if b.s.tx == nil {
+		was, had := b.s.staged[id]
+		b.journal = append(b.journal, stagedWas{id, was, had})
+	}
+	b.s.staged[id] = c
+}
+
+// undo takes back an op's log entries and changes to the staged games: what
+// was logged after the first logged bytes and journaled after the first
+// journaled entries.
+func (b *batch) undo(logged, journaled int) {
+	b.log.b = b.log.b[:logged]
+	for i := len(b.journal) - 1; i >= journaled; i-- {
+		if w := b.journal[i]; w.had {
+			b.s.staged[w.id] = w.c
+		} else {
+			delete(b.s.staged, w.id)
 		}
 	}
+	b.journal = b.journal[:journaled]
 }
 
 // load returns game id as the batch sees it, with its place in the waiting
@@ -808,11 +1046,15 @@ func (b *batch) load(id string) (Game, uint64, error) {
 	if c, ok := s.cache[id]; ok {
 		return c.g, c.queue, nil
 	}
-	g, q, err := loadQueued(s.buckets[bGames], []byte(id))
+	games, err := b.bucket(bGames)
 	if err != nil {
 		return Game{}, 0, err
 	}
-	s.staged[id] = newCached(&g, q)
+	g, q, err := loadQueued(games, []byte(id))
+	if err != nil {
+		return Game{}, 0, err
+	}
+	b.stage(id, newCached(&g, q))
 	return g, q, nil
 }
 
@@ -822,24 +1064,35 @@ func newCached(g *Game, queue uint64) *cached {
 	return c
 }
 
+// put and del write to the log, and to the open transaction if there is one
+// (else finishCheckpoint applies the log's entries to the next one).
 func (b *batch) put(bucket byte, k, v []byte) error {
-	if err := b.s.buckets[bucket].Put(k, v); err != nil {
-		return fatal(err)
+	if b.s.tx != nil {
+		if err := b.s.buckets[bucket].Put(k, v); err != nil {
+			return fatal(err)
+		}
 	}
 	b.log.put(bucket, k, v)
 	return nil
 }
 
 func (b *batch) del(bucket byte, k []byte) error {
-	if err := b.s.buckets[bucket].Delete(k); err != nil {
-		return fatal(err)
+	if b.s.tx != nil {
+		if err := b.s.buckets[bucket].Delete(k); err != nil {
+			return fatal(err)
+		}
 	}
 	b.log.del(bucket, k)
 	return nil
 }
 
+// nextSequence reads the bucket's sequence: it needs the file.
 func (b *batch) nextSequence(bucket byte) (uint64, error) {
-	n, err := b.s.buckets[bucket].NextSequence()
+	bk, err := b.bucket(bucket)
+	if err != nil {
+		return 0, err
+	}
+	n, err := bk.NextSequence()
 	if err != nil {
 		return 0, fatal(err)
 	}
@@ -852,7 +1105,7 @@ func (b *batch) remove(id string) error {
 	if err := b.del(bGames, []byte(id)); err != nil {
 		return err
 	}
-	b.s.staged[id] = nil
+	b.stage(id, nil)
 	return nil
 }
 
@@ -866,7 +1119,7 @@ func (b *batch) save(before, g *Game, queue uint64) error {
 	if err := b.put(bGames, []byte(g.ID), v); err != nil {
 		return err
 	}
-	b.s.staged[g.ID] = newCached(g, queue)
+	b.stage(g.ID, newCached(g, queue))
 	var was Game
 	if before != nil {
 		was = *before

@@ -46,7 +46,7 @@ func crashCopy(tb testing.TB, s *Bolt, dir string) string {
 	}
 	dst := filepath.Join(dir, "t.db")
 	err := s.write(context.Background(), func(*batch, *Stats) error {
-		for _, suffix := range []string{"", "-wal"} {
+		for _, suffix := range []string{"", "-wal", "-wal2"} {
 			if err := copyFile(s.db.Path()+suffix, dst+suffix); err != nil {
 				return err
 			}
@@ -66,7 +66,7 @@ func copyTo(tb testing.TB, src, dir string) string {
 		tb.Fatal(err)
 	}
 	dst := filepath.Join(dir, "t.db")
-	for _, suffix := range []string{"", "-wal"} {
+	for _, suffix := range []string{"", "-wal", "-wal2"} {
 		if err := copyFile(src+suffix, dst+suffix); err != nil {
 			tb.Fatal(err)
 		}

@@ -12,6 +12,7 @@ type boltMetrics struct {
 	sync       prometheus.Histogram
 	batch      prometheus.Histogram
 	checkpoint prometheus.Histogram
+	deferred   prometheus.Histogram
 }
 
 func newBoltMetrics(reg prometheus.Registerer) *boltMetrics {
@@ -28,12 +29,17 @@ func newBoltMetrics(reg prometheus.Registerer) *boltMetrics {
 		}),
 		checkpoint: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "tictac_store_checkpoint_seconds",
-			Help:    "Time the embedded store's checkpoints take (committing the log into the file); writes wait for them.",
+			Help:    "Time the embedded store's checkpoints take to commit the log into the file, in the background: moves on games in progress go on meanwhile.",
 			Buckets: prometheus.ExponentialBucketsRange(1e-3, 10, 14),
+		}),
+		deferred: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tictac_store_checkpoint_wait_seconds",
+			Help:    "Time the embedded store's ops that had to read the file (joins, new games, games not in memory) waited for a checkpoint's commit in flight; one per op put off.",
+			Buckets: prometheus.ExponentialBucketsRange(1e-4, 10, 16),
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sync, m.batch, m.checkpoint)
+		reg.MustRegister(m.sync, m.batch, m.checkpoint, m.deferred)
 	}
 	return m
 }

@@ -16,9 +16,13 @@ import (
 // The write-ahead log in front of the Bolt file. Each batch of writes is one
 // record, appended with a single fdatasync before the batch is acknowledged;
 // the Bolt file itself is only committed (two fsyncs) at checkpoints, which
-// store the sequence number of the last record they include. After a
-// checkpoint the log is overwritten from its start, so the file keeps its
-// preallocated size and a record's fdatasync never has a file size to flush.
+// store the sequence number of the last record they include. The log is two
+// files that take turns: a checkpoint switches the appends to the other file,
+// overwritten from its start (everything it held is in the Bolt file), while
+// the file it leaves stays as it is until the checkpoint's commit is durable.
+// A file keeps its preallocated size, so a record's fdatasync never has a
+// file size to flush. Open replays the records of both files after the Bolt
+// file's seq, in seq order, and refuses a gap between them.
 //
 // A record is:
 //
@@ -58,7 +62,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // damaged file, not a torn tail.
 var errWALCorrupt = errors.New("corrupt write-ahead log")
 
-// wal is the log file. It is used by one goroutine at a time.
+// wal is one of the log's files. It is used by one goroutine at a time.
 type wal struct {
 	f    *os.File
 	sync bool  // fdatasync each append
@@ -198,7 +202,7 @@ func (w *wal) append(seq uint64, payload []byte) error {
 	return nil
 }
 
-// reset starts the log over: everything in it is in the checkpointed file.
+// reset starts the file over: everything in it is in the checkpointed file.
 func (w *wal) reset() { w.pos = 0 }
 
 func (w *wal) close() error { return w.f.Close() }
