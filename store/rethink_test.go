@@ -115,6 +115,46 @@ func TestRethinkReplicas(t *testing.T) {
 		converge(t, s[:], want)
 	})
 
+	// Moves alternate between replicas: a replica whose game moved on
+	// elsewhere must neither refuse a good move nor take a bad one (what a
+	// replica that remembered its games, to move with one query, would have
+	// to get right).
+	t.Run("MovesThroughTwoReplicas", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		a, b := s[0], s[1]
+		x, o := store.NewID(), store.NewID()
+		w, err := a.Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Join(t.Context(), o, store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+		move := func(s *store.Rethink, p string, sq int, wantErr error, wantMoves int) {
+			t.Helper()
+			g, err := s.Move(t.Context(), w.ID, p, sq%3, sq/3, "")
+			if !errors.Is(err, wantErr) || g.Moves != wantMoves {
+				t.Fatalf("move %d: %v with %d moves, want %v with %d", sq, err, g.Moves, wantErr, wantMoves)
+			}
+		}
+		move(a, x, 0, nil, 1)                 // a knows move 1
+		move(b, o, 4, nil, 2)                 // through b: a's game is stale
+		move(a, x, 1, nil, 3)                 // a thinks it is o's turn: the stored game says x's
+		move(a, x, 2, game.ErrNotYourTurn, 3) // a knows it all: a real refusal
+		move(b, o, 1, game.ErrOccupied, 3)    // b is stale: the square was taken since
+		move(b, o, 3, nil, 4)
+		move(a, o, 5, game.ErrNotYourTurn, 4) // o's move on a's stale game looks fine; the write says no
+		move(a, x, 2, nil, 5)                 // x wins on the top row
+		g, err := b.Game(t.Context(), w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Status != game.Finished || g.Winner != game.X || g.Moves != 5 {
+			t.Fatalf("stored game: %v, winner %v, %d moves; want won by x in 5", g.Status, g.Winner, g.Moves)
+		}
+	})
+
 	t.Run("MovesApplyOnceAcrossReplicas", func(t *testing.T) {
 		t.Parallel()
 		s := two(t)
