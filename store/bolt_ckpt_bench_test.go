@@ -2,10 +2,8 @@ package store_test
 
 import (
 	"context"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,15 +55,8 @@ func BenchmarkMoveCheckpoint(b *testing.B) {
 			reg := prometheus.NewRegistry()
 			s := openBolt(b, path, store.BoltOptions{NoSync: mode.noSync, Registerer: reg})
 			defer s.Close()
-			const games = 1000
 			ctx := context.Background()
-			var (
-				mu    sync.Mutex
-				lat   []time.Duration
-				moves atomic.Int64
-				ckpts atomic.Int64
-			)
-			squares := [][2]int{{0, 0}, {1, 0}, {2, 0}, {1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {2, 2}}
+			var ckpts atomic.Int64
 			stop := make(chan struct{})
 			var ckptWG sync.WaitGroup
 			ckptWG.Go(func() {
@@ -85,50 +76,12 @@ func BenchmarkMoveCheckpoint(b *testing.B) {
 				}
 			})
 			b.ResetTimer()
-			var wg sync.WaitGroup
-			for w := range games {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(w), 2))
-					for moves.Load() < int64(b.N) {
-						n := store.Game{ID: store.NewID(), PlayerX: store.NewID(), PlayerO: store.NewID(), Game: game.New(), Created: time.Now(), Started: time.Now()}
-						_ = n.Start()
-						g, err := s.Create(ctx, n)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						for i := 0; i < len(squares) && moves.Add(1) <= int64(b.N); i++ {
-							time.Sleep(200*time.Millisecond + time.Duration(rng.Int64N(int64(400*time.Millisecond))))
-							p := g.PlayerX
-							if i%2 == 1 {
-								p = g.PlayerO
-							}
-							start := time.Now()
-							if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1], ""); err != nil {
-								b.Error(err)
-								return
-							}
-							d := time.Since(start)
-							mu.Lock()
-							lat = append(lat, d)
-							mu.Unlock()
-						}
-					}
-				})
-			}
-			wg.Wait()
+			lat := playPaced(b, s, 1000, 200*time.Millisecond, 400*time.Millisecond, 2)
 			b.StopTimer()
 			close(stop)
 			ckptWG.Wait()
-			slices.Sort(lat)
-			if len(lat) > 0 {
-				q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
-				b.ReportMetric(q(0.5), "p50-µs")
-				b.ReportMetric(q(0.99), "p99-µs")
-				b.ReportMetric(q(0.999), "p99.9-µs")
-				b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
-				b.ReportMetric(float64(ckpts.Load()), "checkpoints")
-			}
+			reportLatency(b, lat)
+			b.ReportMetric(float64(ckpts.Load()), "checkpoints")
 			mfs, err := reg.Gather()
 			if err != nil {
 				b.Fatal(err)

@@ -207,54 +207,9 @@ func BenchmarkMovePaced(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			s := openBolt(b, filepath.Join(b.TempDir(), "t.db"), store.BoltOptions{NoSync: mode.noSync})
 			defer s.Close()
-			const games = 500
-			ctx := context.Background()
-			var (
-				mu    sync.Mutex
-				lat   []time.Duration
-				moves atomic.Int64
-			)
-			squares := [][2]int{{0, 0}, {1, 0}, {2, 0}, {1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {2, 2}}
 			b.ResetTimer()
-			var wg sync.WaitGroup
-			for w := range games {
-				wg.Go(func() {
-					rng := rand.New(rand.NewPCG(uint64(w), 1))
-					for moves.Load() < int64(b.N) {
-						n := store.Game{ID: store.NewID(), PlayerX: store.NewID(), PlayerO: store.NewID(), Game: game.New(), Created: time.Now(), Started: time.Now()}
-						_ = n.Start()
-						g, err := s.Create(ctx, n)
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						for i := 0; i < len(squares) && moves.Add(1) <= int64(b.N); i++ {
-							time.Sleep(500*time.Millisecond + time.Duration(rng.Int64N(int64(time.Second))))
-							p := g.PlayerX
-							if i%2 == 1 {
-								p = g.PlayerO
-							}
-							start := time.Now()
-							if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1], ""); err != nil {
-								b.Error(err)
-								return
-							}
-							d := time.Since(start)
-							mu.Lock()
-							lat = append(lat, d)
-							mu.Unlock()
-						}
-					}
-				})
-			}
-			wg.Wait()
-			slices.Sort(lat)
-			if len(lat) > 0 {
-				q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
-				b.ReportMetric(q(0.5), "p50-µs")
-				b.ReportMetric(q(0.99), "p99-µs")
-				b.ReportMetric(q(0.999), "p99.9-µs")
-			}
+			lat := playPaced(b, s, 500, 500*time.Millisecond, time.Second, 1)
+			reportLatency(b, lat)
 		})
 	}
 }
@@ -308,4 +263,63 @@ func TestBoltMetrics(t *testing.T) {
 			t.Errorf("noSync %v: no checkpoint counted", noSync)
 		}
 	}
+}
+
+// playPaced plays b.N moves over games games at once, each new game moving
+// every wait to wait+spread (uniformly), and returns the latency of each Move,
+// sorted. seed makes the waits.
+func playPaced(b *testing.B, s *store.Bolt, games int, wait, spread time.Duration, seed uint64) []time.Duration {
+	ctx := context.Background()
+	var (
+		mu    sync.Mutex
+		lat   []time.Duration
+		moves atomic.Int64
+		wg    sync.WaitGroup
+	)
+	squares := [][2]int{{0, 0}, {1, 0}, {2, 0}, {1, 1}, {0, 1}, {2, 1}, {1, 2}, {0, 2}, {2, 2}}
+	for w := range games {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), seed))
+			for moves.Load() < int64(b.N) {
+				n := store.Game{ID: store.NewID(), PlayerX: store.NewID(), PlayerO: store.NewID(), Game: game.New(), Created: time.Now(), Started: time.Now()}
+				_ = n.Start()
+				g, err := s.Create(ctx, n)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				for i := 0; i < len(squares) && moves.Add(1) <= int64(b.N); i++ {
+					time.Sleep(wait + time.Duration(rng.Int64N(int64(spread))))
+					p := g.PlayerX
+					if i%2 == 1 {
+						p = g.PlayerO
+					}
+					start := time.Now()
+					if _, err := s.Move(ctx, g.ID, p, squares[i][0], squares[i][1], ""); err != nil {
+						b.Error(err)
+						return
+					}
+					d := time.Since(start)
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return lat
+}
+
+// reportLatency reports the quantiles of sorted latencies, in µs.
+func reportLatency(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(q(0.5), "p50-µs")
+	b.ReportMetric(q(0.99), "p99-µs")
+	b.ReportMetric(q(0.999), "p99.9-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 }
