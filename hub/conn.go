@@ -18,10 +18,9 @@ import (
 // conn is one player's socket. Its read goroutine owns the game fields; the
 // write goroutine drains the send queue; anyone may enqueue or close.
 type conn struct {
-	hub  *Hub
-	ws   *websocket.Conn
-	cork *corkConn // ws's connection; nil if it cannot be corked
-	tag  string    // a short name for logs, fixed at connect
+	hub *Hub
+	ws  *websocket.Conn
+	tag string // a short name for logs, fixed at connect
 
 	// The send queue. A writer goroutine runs only while it holds frames, so
 	// that an idle socket costs no goroutine and no buffer.
@@ -216,51 +215,26 @@ func (c *conn) write() {
 		c.qmu.Unlock()
 		// One deadline per batch: a socket that cannot take the frames queued
 		// within WriteTimeout is too slow anyway.
-		deadline := time.Now().Add(c.hub.opt.WriteTimeout)
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
-		// Frames queued together leave in one system call.
-		corked := len(batch) > 1 && c.cork != nil
-		if corked {
-			c.cork.cork()
-		}
-		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.WriteTimeout)
 		for _, f := range batch {
 			if f == nil {
-				if corked { // what precedes the close frame, then the close
-					corked = false
-					c.cork.uncork(deadline)
-				}
 				cancel()
 				c.ws.Close(c.closeCode, c.closeReason)
 				c.cancel()
 				c.drop()
 				return
 			}
+			start := time.Now()
 			err := c.ws.Write(ctx, websocket.MessageText, f)
-			if !corked {
-				c.hub.metrics.write.Observe(time.Since(start).Seconds())
-				start = time.Now()
-			}
+			c.hub.metrics.write.Observe(time.Since(start).Seconds())
 			if err != nil {
 				cancel()
 				c.end()
-				if corked {
-					c.cork.uncork(deadline) // gives the buffer back; the write fails
-				}
 				c.drop()
 				return
 			}
 		}
 		cancel()
-		if corked {
-			err := c.cork.uncork(deadline)
-			c.hub.metrics.write.Observe(time.Since(start).Seconds())
-			if err != nil {
-				c.end()
-				c.drop()
-				return
-			}
-		}
 	}
 }
 

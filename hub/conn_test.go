@@ -4,17 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,99 +210,6 @@ func TestEarlyFrame(t *testing.T) {
 		if bytes.Contains(body, []byte(`"pong"`)) {
 			return
 		}
-	}
-}
-
-// countingConn counts the writes that reach the connection.
-type countingConn struct {
-	net.Conn
-	writes atomic.Int32
-}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
-
-// tcpPair is a real loopback TCP connection: the server's end, counted, and
-// the client's.
-func tcpPair(t *testing.T) (*countingConn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return &countingConn{Conn: server}, client
-}
-
-// TestCorkConn: writes go through one by one, except between cork and
-// uncork, where they are held, writes from another goroutine included, and
-// leave in order in one write.
-func TestCorkConn(t *testing.T) {
-	server, client := tcpPair(t)
-	c := &corkConn{Conn: server}
-	write := func(s string) {
-		t.Helper()
-		if n, err := c.Write([]byte(s)); n != len(s) || err != nil {
-			t.Fatalf("Write(%q) = %d, %v", s, n, err)
-		}
-	}
-	deadline := func() time.Time { return time.Now().Add(time.Second) }
-	write("a")
-	write("b")
-	if n := server.writes.Load(); n != 2 {
-		t.Errorf("uncorked: %d writes, want 2", n)
-	}
-	c.cork()
-	write("c")
-	done := make(chan struct{})
-	go func() { defer close(done); c.Write([]byte("d")) }() // a ping from another goroutine
-	<-done
-	write("e")
-	if n := server.writes.Load(); n != 2 {
-		t.Errorf("corked: %d writes reached the connection, want none yet", n-2)
-	}
-	if err := c.uncork(deadline()); err != nil {
-		t.Fatal(err)
-	}
-	if n := server.writes.Load(); n != 3 {
-		t.Errorf("uncork: %d writes, want 1", n-2)
-	}
-	c.cork() // nothing held: nothing written
-	if err := c.uncork(deadline()); err != nil || server.writes.Load() != 3 {
-		t.Errorf("empty uncork: %v, %d writes, want none", err, server.writes.Load()-3)
-	}
-	if err := c.uncork(deadline()); err != nil { // not corked: nothing to do
-		t.Error(err)
-	}
-	write("f")
-	got := make([]byte, 6)
-	client.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.ReadFull(client, got); err != nil || string(got) != "abcdef" {
-		t.Errorf("client read %q, %v: want abcdef", got, err)
-	}
-}
-
-// TestCorkConnDeadline: the flush of held writes to a peer that reads
-// nothing fails at the deadline instead of blocking the writer.
-func TestCorkConnDeadline(t *testing.T) {
-	server, _ := tcpPair(t)
-	c := &corkConn{Conn: server}
-	c.cork()
-	c.Write(make([]byte, 32<<20)) // more than the two sockets' buffers take
-	err := c.uncork(time.Now().Add(200 * time.Millisecond))
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("uncork to a peer that reads nothing: %v, want a deadline error", err)
 	}
 }
 

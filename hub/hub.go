@@ -222,8 +222,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining: reconnect", http.StatusServiceUnavailable)
 		return
 	}
-	sb := &smallBuffers{ResponseWriter: w}
-	ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		OriginPatterns:  h.opt.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -234,7 +233,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(h.opt.ReadLimit)
 	c := newConn(h, ws, newPlayerID())
-	c.cork = sb.cork
 	if !h.register(c) {
 		h.release(ip)
 		ws.Close(websocket.StatusServiceRestart, "server is shutting down")

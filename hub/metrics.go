@@ -48,7 +48,7 @@ func newMetrics(h *Hub, reg prometheus.Registerer) *metrics {
 		}),
 		write: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "tictac_socket_write_seconds", Buckets: latencyBuckets,
-			Help: "Latency of a write to a socket: one frame, or the frames queued together, which leave in one write.",
+			Help: "Latency of one WebSocket frame write.",
 		}),
 		moves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tictac_moves_total",
