@@ -28,8 +28,9 @@ func (s *Rethink) JoinInvite(ctx context.Context, player, code string) (Game, er
 		return Game{}, fmt.Errorf("invite: %w", err)
 	}
 	id, now := g.ID, s.stamp()
-	if g, err = s.apply(ctx, g, func(g *Game) error { return g.AcceptInvite(player, code, now) }); err != nil {
-		return g, fmt.Errorf("update game %s: %w", id, err)
+	g, err, _ = s.apply(ctx, g, func(g *Game) error { return g.AcceptInvite(player, code, now) })
+	if err := s.updated(id, g, err); err != nil {
+		return g, err
 	}
 	return g, nil
 }
