@@ -74,11 +74,6 @@ func diskFsync(b *testing.B, writers int) {
 	wg.Wait()
 	b.StopTimer()
 	slices.Sort(lat)
-	if len(lat) == 0 {
-		return
-	}
-	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
-	b.ReportMetric(q(0.5), "p50-µs")
-	b.ReportMetric(q(0.99), "p99-µs")
+	reportLatency(b, lat)
 	b.ReportMetric(float64(len(lat))/b.Elapsed().Seconds(), "syncs/s")
 }
