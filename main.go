@@ -215,6 +215,10 @@ type gameStore interface {
 	Close() error
 }
 
+// Replicas hand each other the games they store, so that a move on the
+// RethinkDB store takes one query (see hub.Learner).
+var _ hub.Learner = (*store.Rethink)(nil)
+
 // openStore opens the embedded store, or RethinkDB when configured.
 func openStore(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (gameStore, error) {
 	if cfg.rethinkAddrs == "" {

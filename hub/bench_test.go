@@ -25,7 +25,7 @@ func BenchmarkEncodeGrid(b *testing.B) {
 	g := benchGame()
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = busMessage(&g, frameGrid(&g))
+		_ = busMessage(&g, nil, frameGrid(&g))
 	}
 }
 
@@ -42,7 +42,7 @@ func BenchmarkFanOut(b *testing.B) {
 				r.add(conns[i])
 			}
 			g := benchGame()
-			msg := busMessage(&g, frameGrid(&g))
+			msg := busMessage(&g, nil, frameGrid(&g))
 			b.ReportAllocs()
 			for b.Loop() {
 				r.deliver(msg)

@@ -24,6 +24,12 @@ type server struct {
 
 func newServer(tb testing.TB, opt hub.Options) *server {
 	tb.Helper()
+	return newServerOn(tb, opt, nil)
+}
+
+// newServerOn is newServer with the hub's store wrapped by wrap, if not nil.
+func newServerOn(tb testing.TB, opt hub.Options, wrap func(*store.Bolt) hub.Store) *server {
+	tb.Helper()
 	st, err := store.OpenBolt(filepath.Join(tb.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
 	if err != nil {
 		tb.Fatal(err)
@@ -38,7 +44,11 @@ func newServer(tb testing.TB, opt hub.Options) *server {
 		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	bus := hub.NewMemoryBus()
-	h := hub.New(st, bus, opt)
+	var hs hub.Store = st
+	if wrap != nil {
+		hs = wrap(st)
+	}
+	h := hub.New(hs, bus, opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); h.Run(ctx) }()

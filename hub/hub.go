@@ -49,6 +49,14 @@ type Store interface {
 	SetOnline(ctx context.Context, n int64) error
 }
 
+// Learner is a Store that can use a game that another replica just stored:
+// the RethinkDB store then plays the next move on it without reading it
+// first. When the store is one, every bus message carries the game it is
+// about (see busMessage).
+type Learner interface {
+	Learn(store.Game)
+}
+
 // liveLimit bounds the games listed to spectators.
 const liveLimit = 50
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/internal/wstest"
+	"github.com/tictac/tictac/store"
 )
 
 func TestPing(t *testing.T) {
@@ -536,5 +538,56 @@ func countStats(t *testing.T, c *wstest.Client) (int, map[string]int64) {
 		default:
 			return n, values
 		}
+	}
+}
+
+// learning is the embedded store made a hub.Learner that records what it is
+// told, as the RethinkDB store would use it.
+type learning struct {
+	*store.Bolt
+	mu     sync.Mutex
+	learnt []store.Game
+}
+
+func (l *learning) Learn(g store.Game) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.learnt = append(l.learnt, g)
+}
+
+// With a store that learns, every bus message carries its game as stored:
+// the store is told of each, and no socket sees the line that carries it.
+func TestBusCarriesStoredGame(t *testing.T) {
+	t.Parallel()
+	var l *learning
+	s := newServerOn(t, hub.Options{}, func(b *store.Bolt) hub.Store {
+		l = &learning{Bolt: b}
+		return l
+	})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	winTopRow(x, o) // each client fails on a frame it does not expect
+	x.Quiet(100 * time.Millisecond)
+	o.Quiet(100 * time.Millisecond)
+
+	stored, err := s.store.Game(t.Context(), x.GameID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var moves []int
+	for _, g := range l.learnt {
+		if g.ID == x.GameID {
+			moves = append(moves, g.Moves)
+		}
+	}
+	// The pairing, then the five moves.
+	if fmt.Sprint(moves) != "[0 1 2 3 4 5]" {
+		t.Fatalf("learnt the game at moves %v, want [0 1 2 3 4 5]", moves)
+	}
+	last := l.learnt[len(l.learnt)-1]
+	if !reflect.DeepEqual(last, stored) {
+		t.Errorf("last game learnt:\n%+v\nstored:\n%+v", last, stored)
 	}
 }

@@ -563,7 +563,11 @@ func (c *conn) cancelWaiting(ctx context.Context, id string) {
 // other replicas resend the whole state when their bus reconnects (Resync).
 func (h *Hub) publish(ctx context.Context, g *store.Game, frames ...[]byte) error {
 	start := time.Now()
-	msg := busMessage(g, frames...)
+	var stored []byte
+	if _, ok := h.store.(Learner); ok {
+		stored = store.EncodeGame(g)
+	}
+	msg := busMessage(g, stored, frames...)
 	err := h.bus.Publish(ctx, channel(g.ID), msg)
 	h.metrics.publish.Observe(time.Since(start).Seconds())
 	if err == nil {

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -502,13 +501,35 @@ func frameStats(prev, next *store.Stats, full bool) []byte {
 // Bus messages carry one or more frames for a game, joined by newlines (JSON
 // never contains a raw newline), after a two-byte header: the game's status and
 // its move count once these frames are applied. The header lets every replica
-// keep the room's state without decoding JSON.
-func busMessage(g *store.Game, frames ...[]byte) []byte {
+// keep the room's state without decoding JSON. When the store is a Learner, a
+// last line carries the game as stored (storedPrefix, the store's JSON of the
+// game, '}'): replicas keep it from their sockets and hand it to the store.
+// It is shaped like a frame so that a replica of an older version, which
+// passes every line on, hands its players a frame that clients ignore.
+func busMessage(g *store.Game, stored []byte, frames ...[]byte) []byte {
 	n := 2
 	for _, f := range frames {
 		n += len(f) + 1
 	}
+	if stored != nil {
+		n += len(storedPrefix) + len(stored) + 1
+	}
 	b := make([]byte, 2, n)
 	b[0], b[1] = byte(g.Status), byte(g.Moves)
-	return append(b, bytes.Join(frames, []byte{'\n'})...)
+	for i, f := range frames {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, f...)
+	}
+	if stored != nil {
+		b = append(b, '\n')
+		b = append(b, storedPrefix...)
+		b = append(b, stored...)
+		b = append(b, '}')
+	}
+	return b
 }
+
+// storedPrefix starts the line of a bus message that carries the game as stored.
+var storedPrefix = []byte(`{"action":"storedGame","data":`)

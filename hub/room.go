@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
 )
 
 var awayPrefix = []byte(`{"action":"playerAway"`)
@@ -73,6 +74,12 @@ func (r *room) deliver(msg []byte) {
 		} else {
 			body = nil
 		}
+		if bytes.HasPrefix(f, storedPrefix) {
+			if r.hub != nil {
+				r.hub.learn(f)
+			}
+			continue
+		}
 		if bytes.HasPrefix(f, awayPrefix) && r.hub != nil {
 			r.hub.onAway(r, f)
 		}
@@ -80,6 +87,20 @@ func (r *room) deliver(msg []byte) {
 			c.deliver(f)
 		}
 	}
+}
+
+// learn hands the store the game that a bus message's last line carries.
+func (h *Hub) learn(line []byte) {
+	l, ok := h.store.(Learner)
+	if !ok || len(line) <= len(storedPrefix) {
+		return
+	}
+	g, err := store.DecodeGame(line[len(storedPrefix) : len(line)-1])
+	if err != nil {
+		h.log.Warn("bus message with a game that does not decode", "err", err)
+		return
+	}
+	l.Learn(g)
 }
 
 // present reports whether a live socket of this replica plays team here.

@@ -9,7 +9,7 @@
 #   scripts/bench-compare.sh v1 v2            # two revisions
 #
 # Env: PLAYERS (1000), THINK (200ms), DURATION (10s), RAMP (3s), both in whole
-# seconds, REPEAT (3 runs per build), DURABILITY (soft, or fsync), and FLAGS
+# seconds, REPEAT (3 runs per build), DURABILITY (soft, or hard: fsync), and FLAGS
 # (more tictac flags for both). Everything listens on 127.0.0.1 only and
 # stops by itself.
 set -euo pipefail

@@ -105,3 +105,17 @@ func fromDoc(d *doc) (Game, error) {
 	}
 	return g, nil
 }
+
+// EncodeGame returns g as the stores write it (JSON, one line), for a
+// replica to hand a game it stored to the others (see Rethink.Learn).
+func EncodeGame(g *Game) []byte {
+	b, err := encodeGame(g, 0)
+	if err != nil {
+		panic(fmt.Sprintf("encode game %s: %v", g.ID, err)) // only strings and times, all encodable
+	}
+	return b
+}
+
+// DecodeGame reads what EncodeGame wrote, checking that its moves make the
+// game it says.
+func DecodeGame(b []byte) (Game, error) { return decode(b) }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -110,6 +111,7 @@ type Rethink struct {
 	// query instead of a read and a write). It may be stale: the write's
 	// version check catches that and answers with the stored game.
 	known knownGames
+	loads atomic.Int64 // games read, for the tests to count
 
 	stop     context.CancelFunc // ends the background goroutines
 	flushed  chan struct{}      // closed when the flusher has written its last batch
@@ -650,6 +652,16 @@ func (s *Rethink) Update(ctx context.Context, id string, fn func(*Game) error) (
 	return g, s.updated(id, g, err)
 }
 
+// Learn tells the store of game g as another replica just stored it (the
+// hub passes it on with the move's bus message). A game in progress that the
+// store knows at its stored version takes the next move in one query, the
+// compare-and-set, instead of two: without it, each player's replica would
+// know the game as of its own player's last move, and every move in a game
+// whose players sit on different replicas would first be refused by the
+// stale game and then read. A game learnt late or out of order changes
+// nothing: only a newer version replaces a known one.
+func (s *Rethink) Learn(g Game) { s.known.put(g) }
+
 // updated keeps what Update learnt of game id and wraps its error.
 func (s *Rethink) updated(id string, g Game, err error) error {
 	switch {
@@ -845,6 +857,7 @@ func (s *Rethink) Game(ctx context.Context, id string) (Game, error) {
 }
 
 func (s *Rethink) load(ctx context.Context, id string) (Game, error) {
+	s.loads.Add(1)
 	cur, err := s.games().Get(id).Run(s.sess, r.RunOpts{Context: ctx})
 	if err != nil {
 		return Game{}, err

@@ -155,6 +155,57 @@ func TestRethinkReplicas(t *testing.T) {
 		}
 	})
 
+	t.Run("LearntGameTakesNoRead", func(t *testing.T) {
+		t.Parallel()
+		s := two(t)
+		a, b := s[0], s[1]
+		x, o := store.NewID(), store.NewID()
+		w, err := a.Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Join(t.Context(), o, store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+		// move plays through s and returns how many games s read for it.
+		move := func(s *store.Rethink, p string, sq int) (store.Game, int64) {
+			t.Helper()
+			before := s.Loads()
+			g, err := s.Move(t.Context(), w.ID, p, sq%3, sq/3, store.NewID())
+			if err != nil {
+				t.Fatalf("move %d: %v", sq, err)
+			}
+			return g, s.Loads() - before
+		}
+		// Each replica knows the game as of its own player's last move, or
+		// as the other replica hands it over (what the hub does with every
+		// bus message).
+		g, _ := move(a, x, 0)
+		b.Learn(g)
+		g, reads := move(b, o, 4)
+		if reads != 0 {
+			t.Errorf("o's move on a game b learnt read it %d times, want 0", reads)
+		}
+		if _, reads := move(a, x, 1); reads != 1 {
+			t.Errorf("x's move on a game a knows one move old read it %d times, want 1", reads)
+		}
+		// A game learnt late changes nothing: b already knows newer.
+		b.Learn(g)
+		a.Learn(g) // older than what a knows
+		g, _ = move(b, o, 3)
+		a.Learn(g)
+		if g, reads = move(a, x, 2); reads != 0 || g.Status != game.Finished || g.Winner != game.X {
+			t.Errorf("x's winning move: %v won by %v, %d reads; want finished, won by x, 0 reads", g.Status, g.Winner, reads)
+		}
+		stored, err := b.Game(t.Context(), w.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored.Moves != 5 || stored.Status != game.Finished || len(stored.History) != 5 || stored.History[1].Team != game.O {
+			t.Fatalf("stored game: %d moves, %v, history %v; want x's win in 5", stored.Moves, stored.Status, stored.History)
+		}
+	})
+
 	t.Run("MovesApplyOnceAcrossReplicas", func(t *testing.T) {
 		t.Parallel()
 		s := two(t)
