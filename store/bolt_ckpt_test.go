@@ -398,3 +398,63 @@ func TestBoltFailedBatchDuringCheckpoint(t *testing.T) {
 		t.Errorf("crash image after a failed batch during a checkpoint:\n%s", diff(got, want))
 	}
 }
+
+// TestBoltCatchUpAfterCheckpoint: what is logged while a checkpoint commits
+// goes into the next transaction, most of it applied by the checkpoint's
+// goroutine rather than by the committer, and the next checkpoint writes it
+// all to the file: an image of the file alone, without its log, has it.
+func TestBoltCatchUpAfterCheckpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openTestBolt(t, filepath.Join(dir, "t.db"), true)
+	const games = 10
+	for i := range games {
+		startGame(t, s, fmt.Sprint("g", i), fmt.Sprint("x", i), fmt.Sprint("o", i))
+	}
+	entered, release := holdCommits(t, s)
+	ckpt := make(chan error, 1)
+	go func() { ckpt <- s.Checkpoint(ctx) }()
+	<-entered
+	for i := range games {
+		for j, m := range draw[:4] { // one batch each: the calls come one at a time
+			if _, err := s.Move(ctx, fmt.Sprint("g", i), fmt.Sprint([]string{"x", "o"}[j%2], i), m[0], m[1], ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	close(release)
+	if err := <-ckpt; err != nil {
+		t.Fatal(err)
+	}
+	var caught int
+	if err := s.write(ctx, func(b *batch, _ *Stats) error { caught = b.s.caughtUp; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if caught < games*4-catchUpLeft {
+		t.Errorf("the checkpoint's goroutine applied %d of the %d batches logged during the commit, want all but %d at most", caught, games*4, catchUpLeft)
+	}
+
+	if err := s.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := dump(t, s)
+	img := filepath.Join(dir, "image", "t.db")
+	if err := s.write(ctx, func(*batch, *Stats) error {
+		if err := os.MkdirAll(filepath.Dir(img), 0o700); err != nil {
+			return err
+		}
+		return copyFile(s.db.Path(), img)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := dumpOf(t, img, true)
+	if !maps.Equal(got, want) {
+		t.Errorf("the file alone after the next checkpoint:\n%s", diff(got, want))
+	}
+	for i := range games {
+		if !strings.Contains(got[fmt.Sprint("game g", i)], `"moves":[{`) {
+			t.Fatalf("game g%d in the file: %s", i, got[fmt.Sprint("game g", i)])
+		}
+	}
+}
