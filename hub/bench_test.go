@@ -2,6 +2,7 @@ package hub
 
 import (
 	"log/slog"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -20,12 +21,33 @@ func benchGame() store.Game {
 	return g
 }
 
-// BenchmarkEncodeGrid is the state message sent after every move.
+// BenchmarkEncodeGrid is the state message sent after every move; with the
+// RethinkDB store, the bus message also carries the game as stored.
 func BenchmarkEncodeGrid(b *testing.B) {
 	g := benchGame()
+	b.Run("alone", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = busMessage(&g, nil, frameGrid(&g))
+		}
+	})
+	b.Run("stored", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = busMessage(&g, store.EncodeGame(&g), frameGrid(&g))
+		}
+	})
+}
+
+// BenchmarkLearn is what a replica does with the game a bus message carries.
+func BenchmarkLearn(b *testing.B) {
+	g := benchGame()
+	line := append(append(slices.Clone(storedPrefix), store.EncodeGame(&g)...), '}')
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = busMessage(&g, nil, frameGrid(&g))
+		if _, err := store.DecodeGame(line[len(storedPrefix) : len(line)-1]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
