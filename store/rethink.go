@@ -658,8 +658,10 @@ func (s *Rethink) Update(ctx context.Context, id string, fn func(*Game) error) (
 // compare-and-set, instead of two: without it, each player's replica would
 // know the game as of its own player's last move, and every move in a game
 // whose players sit on different replicas would first be refused by the
-// stale game and then read. A game learnt late or out of order changes
-// nothing: only a newer version replaces a known one.
+// stale game and then read. g must have been stored at its version. A game
+// learnt late never replaces a newer one, and is at worst stale, like a game
+// this replica wrote before another replica did: the compare-and-set catches
+// that.
 func (s *Rethink) Learn(g Game) { s.known.put(g) }
 
 // updated keeps what Update learnt of game id and wraps its error.
