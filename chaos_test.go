@@ -206,9 +206,9 @@ func TestChaos(t *testing.T) {
 	}
 
 	summary := fmt.Sprintf("chaos: %d players, %d games (%d won, %d drawn, %d abandoned), %d acknowledged moves, "+
-		"%d games whose moves differ from the acks, %d stuck, %d phantom %v, %d orphan waiting, %d unfinished, %d disconnects, %d resends, errors %d %v, anomalies %d, %s, %.0fs",
+		"%d games whose moves differ from the acks, %d stuck, %d phantom %v, %d orphan waiting, %d unfinished, %d cut off at the end, %d disconnects, %d resends, errors %d %v, anomalies %d, %s, %.0fs",
 		rep.Players, games, counts[game.Finished], counts[game.FinishedDraw], counts[game.Abandoned], moves,
-		lost, stuck, len(phantoms), phantoms, orphans, rep.Unfinished, rep.Disconnects, rep.Resends, rep.Errors, rep.ErrorCodes, rep.AnomalyCount, checkOut,
+		lost, stuck, len(phantoms), phantoms, orphans, rep.Unfinished, rep.Cut, rep.Disconnects, rep.Resends, rep.Errors, rep.ErrorCodes, rep.AnomalyCount, checkOut,
 		time.Since(begin).Seconds())
 	t.Log(strings.Join(events, ", "))
 	t.Log(summary)

@@ -251,7 +251,7 @@ type run struct {
 	moves, finished, draws, abandoned   atomic.Int64
 	errorsN, timeouts                   atomic.Int64
 	dialErrors, disconnects, anomaliesN atomic.Int64
-	resends, gaps, unfinished           atomic.Int64 // Resume runs
+	resends, gaps, unfinished, cut      atomic.Int64 // Resume runs
 
 	ackMu          sync.Mutex
 	acked          map[string][]AckedMove // Resume runs

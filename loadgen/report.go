@@ -63,11 +63,13 @@ type Report struct {
 
 	// Resume runs only: Resends counts moves sent again for want of an ack,
 	// Gaps updateGrids that skipped moves missed while away, Unfinished the
-	// games still in progress when the run ended, and Acked the moves the
-	// server acknowledged, by game id, in the order acknowledged.
+	// games still in progress when the run ended, Cut the players still at
+	// it when Finish ran out (stopped rather than done), and Acked the moves
+	// the server acknowledged, by game id, in the order acknowledged.
 	Resends    int64                  `json:"resends,omitempty"`
 	Gaps       int64                  `json:"gaps,omitempty"`
 	Unfinished int64                  `json:"unfinished,omitempty"`
+	Cut        int64                  `json:"cut,omitempty"`
 	Acked      map[string][]AckedMove `json:"-"`
 	// Joined counts, by game id, the players told they joined it (joinGame
 	// for a game new to them): 2 for every game, unless a reply was lost.
@@ -167,7 +169,7 @@ func (r *run) report(ended time.Duration, waiting, connected int64) *Report {
 		rep.MovesPerSec = float64(rep.Moves) / s
 		rep.GamesPerSec = float64(rep.Games) / s
 	}
-	rep.Resends, rep.Gaps, rep.Unfinished = r.resends.Load(), r.gaps.Load(), r.unfinished.Load()
+	rep.Resends, rep.Gaps, rep.Unfinished, rep.Cut = r.resends.Load(), r.gaps.Load(), r.unfinished.Load(), r.cut.Load()
 	r.ackMu.Lock()
 	rep.Acked, rep.UnfinishedGames, rep.Joined = r.acked, r.unfinishedList, r.joined
 	r.ackMu.Unlock()
@@ -221,8 +223,8 @@ func (r *Report) WriteText(w io.Writer) error {
 		for _, ms := range r.Acked {
 			n += len(ms)
 		}
-		fmt.Fprintf(w, "acknowledged moves %d in %d games  resends %d  gaps %d  unfinished %d\n",
-			n, len(r.Acked), r.Resends, r.Gaps, r.Unfinished)
+		fmt.Fprintf(w, "acknowledged moves %d in %d games  resends %d  gaps %d  unfinished %d  cut %d\n",
+			n, len(r.Acked), r.Resends, r.Gaps, r.Unfinished, r.Cut)
 	}
 	fmt.Fprintln(w, r.Machine)
 	_, err := fmt.Fprintf(w, "anomalies %d%s\n", r.AnomalyCount, fmtCounts(r.AnomalyKinds))

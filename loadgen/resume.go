@@ -89,6 +89,11 @@ func (p *resumer) loop(play, hard context.Context, delay time.Duration) {
 	}
 	r := p.r
 	defer p.release()
+	defer func() {
+		if hard.Err() != nil {
+			r.cut.Add(1) // still at it when the run's Finish ran out
+		}
+	}()
 	for hard.Err() == nil {
 		if play.Err() != nil && p.gameID == "" {
 			return
@@ -429,6 +434,11 @@ func (p *resumer) onJoin(play context.Context, d *resumeData) error {
 		p.status = game.InProgress
 	}
 	p.acked = map[string]bool{}
+	if play.Err() != nil && p.status == game.Waiting {
+		// The answer to a join sent before the run ended: leave at once,
+		// rather than wait for an opponent until the timer.
+		return p.kick(play)
+	}
 	p.arm(4*p.r.cfg.Timeout, actKick)
 	return nil
 }

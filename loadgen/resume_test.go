@@ -84,12 +84,21 @@ func TestPlayResume(t *testing.T) {
 // startHub serves a hub over a fresh embedded store (soft) for the test and
 // returns the store and the server's http:// address.
 func startHub(t *testing.T, opt hub.Options) (*store.Bolt, string) {
+	return startHubOn(t, opt, nil)
+}
+
+// startHubOn is startHub with the hub's store wrapped by wrap, if not nil.
+func startHubOn(t *testing.T, opt hub.Options, wrap func(*store.Bolt) hub.Store) (*store.Bolt, string) {
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opt.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	h := hub.New(st, hub.NewMemoryBus(), opt)
+	var hs hub.Store = st
+	if wrap != nil {
+		hs = wrap(st)
+	}
+	h := hub.New(hs, hub.NewMemoryBus(), opt)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); h.Run(ctx) }()
@@ -104,6 +113,41 @@ func startHub(t *testing.T, opt hub.Options) (*store.Bolt, string) {
 		st.Close()
 	})
 	return st, srv.URL
+}
+
+// slowJoins answers every quick join late.
+type slowJoins struct {
+	*store.Bolt
+	delay time.Duration
+}
+
+func (s slowJoins) Join(ctx context.Context, player, newID string) (store.Game, error) {
+	time.Sleep(s.delay)
+	return s.Bolt.Join(ctx, player, newID)
+}
+
+// TestPlayLeavesAfterLateJoin: a resuming player whose join is answered
+// after the run ended, with a game to wait in, leaves it at once instead of
+// waiting for an opponent until the run's Finish cuts it off.
+func TestPlayLeavesAfterLateJoin(t *testing.T) {
+	t.Parallel()
+	_, url := startHubOn(t, hub.Options{}, func(b *store.Bolt) hub.Store { return slowJoins{b, 500 * time.Millisecond} })
+	rep, err := Play(t.Context(), PlayConfig{
+		URLs: []string{"ws" + strings.TrimPrefix(url, "http") + "/live"}, Players: 1,
+		Duration: 200 * time.Millisecond, Timeout: 2 * time.Second, Finish: 4 * time.Second, Resume: true, Seed: 5,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Joined) != 1 {
+		t.Fatalf("joined %v, want one game (the join answered late)", rep.Joined)
+	}
+	if rep.Cut != 0 {
+		t.Errorf("%d players cut off at the end of Finish, want 0: the player waited in its game instead of leaving", rep.Cut)
+	}
 }
 
 type testWriter struct{ tb testing.TB }
