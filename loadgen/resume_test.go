@@ -131,10 +131,10 @@ func (s slowJoins) Join(ctx context.Context, player, newID string) (store.Game, 
 // waiting for an opponent until the run's Finish cuts it off.
 func TestPlayLeavesAfterLateJoin(t *testing.T) {
 	t.Parallel()
-	_, url := startHubOn(t, hub.Options{}, func(b *store.Bolt) hub.Store { return slowJoins{b, 500 * time.Millisecond} })
+	_, url := startHubOn(t, hub.Options{}, func(b *store.Bolt) hub.Store { return slowJoins{b, 1500 * time.Millisecond} })
 	rep, err := Play(t.Context(), PlayConfig{
 		URLs: []string{"ws" + strings.TrimPrefix(url, "http") + "/live"}, Players: 1,
-		Duration: 200 * time.Millisecond, Timeout: 2 * time.Second, Finish: 4 * time.Second, Resume: true, Seed: 5,
+		Duration: time.Second, Timeout: 2 * time.Second, Finish: 4 * time.Second, Resume: true, Seed: 5,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +142,8 @@ func TestPlayLeavesAfterLateJoin(t *testing.T) {
 	if err := rep.Err(); err != nil {
 		t.Fatal(err)
 	}
+	// The join goes out within the run's second (a socket and a session
+	// away) and is answered after it.
 	if len(rep.Joined) != 1 {
 		t.Fatalf("joined %v, want one game (the join answered late)", rep.Joined)
 	}
