@@ -1,8 +1,8 @@
 package hub
 
 import (
+	"bytes"
 	"log/slog"
-	"slices"
 	"strconv"
 	"testing"
 
@@ -39,16 +39,32 @@ func BenchmarkEncodeGrid(b *testing.B) {
 	})
 }
 
-// BenchmarkLearn is what a replica does with the game a bus message carries.
+// BenchmarkLearn is what a replica does with the game a bus message carries
+// when its store does not know that version yet: decode it.
 func BenchmarkLearn(b *testing.B) {
 	g := benchGame()
-	line := append(append(slices.Clone(storedPrefix), store.EncodeGame(&g)...), '}')
+	msg := busMessage(&g, store.EncodeGame(&g), frameGrid(&g))
+	line := msg[bytes.LastIndexByte(msg, '\n')+1:]
+	l := &decoding{}
+	h := New(l, NewMemoryBus(), Options{Logger: slog.New(slog.DiscardHandler)})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := store.DecodeGame(line[len(storedPrefix) : len(line)-1]); err != nil {
-			b.Fatal(err)
+		h.learn(g.ID, line)
+		if l.err != nil {
+			b.Fatal(l.err)
 		}
 	}
+}
+
+// decoding is a Learner that always decodes, as a replica that did not
+// store the game does.
+type decoding struct {
+	Store
+	err error
+}
+
+func (d *decoding) Learn(id string, version int64, decode func() (store.Game, error)) {
+	_, d.err = decode()
 }
 
 // BenchmarkFanOut delivers one bus message to a room's sockets.

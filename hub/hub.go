@@ -52,9 +52,12 @@ type Store interface {
 // Learner is a Store that can use a game that another replica just stored:
 // the RethinkDB store then plays the next move on it without reading it
 // first. When the store is one, every bus message carries the game it is
-// about (see busMessage).
+// about (see busMessage), and the store is told of it: game id is stored at
+// version, and decode returns it. The store calls decode only when it does
+// not know the game at that version already (the replica that stored it
+// does), so the hub decodes nothing it need not, and only during the call.
 type Learner interface {
-	Learn(store.Game)
+	Learn(id string, version int64, decode func() (store.Game, error))
 }
 
 // liveLimit bounds the games listed to spectators.

@@ -547,11 +547,16 @@ type learning struct {
 	*store.Bolt
 	mu     sync.Mutex
 	learnt []store.Game
+	bad    []string
 }
 
-func (l *learning) Learn(g store.Game) {
+func (l *learning) Learn(id string, version int64, decode func() (store.Game, error)) {
+	g, err := decode()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err != nil || g.ID != id || g.Version != version {
+		l.bad = append(l.bad, fmt.Sprintf("game %s version %d: decoded %s version %d, %v", id, version, g.ID, g.Version, err))
+	}
 	l.learnt = append(l.learnt, g)
 }
 
@@ -576,6 +581,9 @@ func TestBusCarriesStoredGame(t *testing.T) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for _, b := range l.bad {
+		t.Error(b)
+	}
 	var moves []int
 	for _, g := range l.learnt {
 		if g.ID == x.GameID {

@@ -502,8 +502,9 @@ func frameStats(prev, next *store.Stats, full bool) []byte {
 // never contains a raw newline), after a two-byte header: the game's status and
 // its move count once these frames are applied. The header lets every replica
 // keep the room's state without decoding JSON. When the store is a Learner, a
-// last line carries the game as stored (storedPrefix, the store's JSON of the
-// game, '}'): replicas keep it from their sockets and hand it to the store.
+// last line carries the game as stored (storedPrefix, its version, `,"data":`,
+// the store's JSON of the game, '}'): replicas keep it from their sockets and
+// hand it to the store.
 // It is shaped like a frame so that a replica of an older version, which
 // passes every line on, hands its players a frame that clients ignore.
 func busMessage(g *store.Game, stored []byte, frames ...[]byte) []byte {
@@ -512,7 +513,7 @@ func busMessage(g *store.Game, stored []byte, frames ...[]byte) []byte {
 		n += len(f) + 1
 	}
 	if stored != nil {
-		n += len(storedPrefix) + len(stored) + 1
+		n += len(storedPrefix) + 20 + len(storedData) + len(stored) + 1
 	}
 	b := make([]byte, 2, n)
 	b[0], b[1] = byte(g.Status), byte(g.Moves)
@@ -525,11 +526,17 @@ func busMessage(g *store.Game, stored []byte, frames ...[]byte) []byte {
 	if stored != nil {
 		b = append(b, '\n')
 		b = append(b, storedPrefix...)
+		b = strconv.AppendInt(b, g.Version, 10)
+		b = append(b, storedData...)
 		b = append(b, stored...)
 		b = append(b, '}')
 	}
 	return b
 }
 
-// storedPrefix starts the line of a bus message that carries the game as stored.
-var storedPrefix = []byte(`{"action":"storedGame","data":`)
+// storedPrefix starts the line of a bus message that carries the game as
+// stored, and storedData follows its version.
+var (
+	storedPrefix = []byte(`{"action":"storedGame","version":`)
+	storedData   = []byte(`,"data":`)
+)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -76,7 +77,7 @@ func (r *room) deliver(msg []byte) {
 		}
 		if bytes.HasPrefix(f, storedPrefix) {
 			if r.hub != nil {
-				r.hub.learn(f)
+				r.hub.learn(r.id, f)
 			}
 			continue
 		}
@@ -89,18 +90,35 @@ func (r *room) deliver(msg []byte) {
 	}
 }
 
-// learn hands the store the game that a bus message's last line carries.
-func (h *Hub) learn(line []byte) {
+// learn tells the store of game id as the line that ends a bus message
+// carries it.
+func (h *Hub) learn(id string, line []byte) {
 	l, ok := h.store.(Learner)
-	if !ok || len(line) <= len(storedPrefix) {
+	if !ok {
 		return
 	}
-	g, err := store.DecodeGame(line[len(storedPrefix) : len(line)-1])
+	rest := line[len(storedPrefix):]
+	i := bytes.IndexByte(rest, ',')
+	if i < 0 || !bytes.HasPrefix(rest[i:], storedData) || !bytes.HasSuffix(rest, []byte{'}'}) {
+		h.log.Warn("bus message with a malformed game line", "game", id)
+		return
+	}
+	version, err := strconv.ParseInt(string(rest[:i]), 10, 64)
 	if err != nil {
-		h.log.Warn("bus message with a game that does not decode", "err", err)
+		h.log.Warn("bus message with a malformed game version", "game", id, "err", err)
 		return
 	}
-	l.Learn(g)
+	doc := rest[i+len(storedData) : len(rest)-1]
+	l.Learn(id, version, func() (store.Game, error) {
+		g, err := store.DecodeGame(doc)
+		if err == nil && (g.ID != id || g.Version != version) {
+			err = fmt.Errorf("game %s version %d in the line of game %s version %d", g.ID, g.Version, id, version)
+		}
+		if err != nil {
+			h.log.Warn("bus message with a game that does not decode", "game", id, "err", err)
+		}
+		return g, err
+	})
 }
 
 // present reports whether a live socket of this replica plays team here.

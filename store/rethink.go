@@ -658,11 +658,19 @@ func (s *Rethink) Update(ctx context.Context, id string, fn func(*Game) error) (
 // compare-and-set, instead of two: without it, each player's replica would
 // know the game as of its own player's last move, and every move in a game
 // whose players sit on different replicas would first be refused by the
-// stale game and then read. g must have been stored at its version. A game
-// learnt late never replaces a newer one, and is at worst stale, like a game
-// this replica wrote before another replica did: the compare-and-set catches
-// that.
-func (s *Rethink) Learn(g Game) { s.known.put(g) }
+// stale game and then read. decode returns the game as stored at version,
+// and is called, during the call only, unless the store knows the game at
+// that version or a later one. A game learnt late never replaces a newer
+// one, and is at worst stale, like a game this replica wrote before another
+// replica did: the compare-and-set catches that.
+func (s *Rethink) Learn(id string, version int64, decode func() (Game, error)) {
+	if s.known.knows(id, version) {
+		return
+	}
+	if g, err := decode(); err == nil {
+		s.known.put(g)
+	}
+}
 
 // updated keeps what Update learnt of game id and wraps its error.
 func (s *Rethink) updated(id string, g Game, err error) error {
@@ -713,6 +721,14 @@ func (k *knownGames) put(g Game) {
 		g.History = slices.Clip(g.History) // an append by a caller makes a new array
 		k.games[g.ID] = g
 	}
+}
+
+// knows reports whether k holds game id at version or a later one.
+func (k *knownGames) knows(id string, version int64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	g, ok := k.games[id]
+	return ok && g.Version >= version
 }
 
 func (k *knownGames) drop(id string) {

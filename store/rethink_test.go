@@ -177,11 +177,21 @@ func TestRethinkReplicas(t *testing.T) {
 			}
 			return g, s.Loads() - before
 		}
+		// learn hands s game g as the hub does with every bus message, and
+		// reports whether s decoded it.
+		learn := func(s *store.Rethink, g store.Game) (decoded bool) {
+			s.Learn(g.ID, g.Version, func() (store.Game, error) { decoded = true; return g, nil })
+			return decoded
+		}
 		// Each replica knows the game as of its own player's last move, or
-		// as the other replica hands it over (what the hub does with every
-		// bus message).
+		// as the other replica hands it over.
 		g, _ := move(a, x, 0)
-		b.Learn(g)
+		if learn(a, g) {
+			t.Error("a decoded the game it had just written")
+		}
+		if !learn(b, g) {
+			t.Error("b did not take the game a wrote")
+		}
 		g, reads := move(b, o, 4)
 		if reads != 0 {
 			t.Errorf("o's move on a game b learnt read it %d times, want 0", reads)
@@ -190,10 +200,12 @@ func TestRethinkReplicas(t *testing.T) {
 			t.Errorf("x's move on a game a knows one move old read it %d times, want 1", reads)
 		}
 		// A game learnt late changes nothing: b already knows newer.
-		b.Learn(g)
-		a.Learn(g) // older than what a knows
+		if learn(b, g) {
+			t.Error("b decoded a game older than it knows")
+		}
+		learn(a, g) // older than what a knows
 		g, _ = move(b, o, 3)
-		a.Learn(g)
+		learn(a, g)
 		if g, reads = move(a, x, 2); reads != 0 || g.Status != game.Finished || g.Winner != game.X {
 			t.Errorf("x's winning move: %v won by %v, %d reads; want finished, won by x, 0 reads", g.Status, g.Winner, reads)
 		}
