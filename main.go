@@ -237,7 +237,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, reg prometheus
 	defer cancel()
 	return store.OpenRethink(ctx, store.RethinkOptions{
 		Addrs: addrs, DB: cfg.rethinkDB, User: cfg.rethinkUser, Password: cfg.rethinkPassword,
-		Replica: replica, Logger: log.With("component", "rethinkdb"),
+		Replica: replica, Logger: log.With("component", "rethinkdb"), Registerer: reg,
 	})
 }
 

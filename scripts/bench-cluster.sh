@@ -52,6 +52,7 @@ for p in "${replicas[@]}"; do curl -s "http://127.0.0.1:$p/metrics"; done | awk 
 	/^tictac_(move|bus_publish|socket_write)_seconds_(sum|count)/ || /^tictac_store_seconds_(sum|count)\{op="move"\}/ {
 		split($1, a, "_seconds_"); kind = substr(a[2], 1, 3); v[a[1] "_" kind] += $2
 	}
+	/^tictac_store_game_reads_total / { reads += $2 }
 	END {
 		n = v["tictac_move_cou"]; if (n == 0) { print "no moves"; exit }
 		m = v["tictac_move_sum"] / n
@@ -61,6 +62,7 @@ for p in "${replicas[@]}"; do curl -s "http://127.0.0.1:$p/metrics"; done | awk 
 		printf "  moves applied          %d\n", n
 		printf "  receive -> published   %.3f ms mean\n", m * 1000
 		printf "  store (Move)           %.3f ms mean (%.0f%% of it)\n", s * 1000, 100 * s / m
+		printf "  games read             %d (%.2f a move; joins and resumes read theirs)\n", reads, reads / n
 		printf "  bus publish            %.3f ms mean (%.0f%% of it)\n", b * 1000, 100 * b / m
 		printf "  socket write (each)    %.3f ms mean\n", w * 1000
 	}'

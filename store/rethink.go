@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 
 	"github.com/tictac/tictac/game"
@@ -68,6 +69,8 @@ type RethinkOptions struct {
 	// games), and every 50 (at least 1s) it counts the games that replicas
 	// gone left uncounted.
 	FlushInterval time.Duration
+	// Registerer, when set, gets the store's metrics: the games it read.
+	Registerer prometheus.Registerer
 }
 
 // Rethink is the store kept in RethinkDB, shared by every replica of the
@@ -111,7 +114,7 @@ type Rethink struct {
 	// query instead of a read and a write). It may be stale: the write's
 	// version check catches that and answers with the stored game.
 	known knownGames
-	loads atomic.Int64 // games read, for the tests to count
+	loads atomic.Int64 // games read (tictac_store_game_reads_total)
 
 	stop     context.CancelFunc // ends the background goroutines
 	flushed  chan struct{}      // closed when the flusher has written its last batch
@@ -211,6 +214,12 @@ func OpenRethink(ctx context.Context, opt RethinkOptions) (*Rethink, error) {
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open rethinkdb at %s: follow stats: %w", where, err)
+	}
+	if opt.Registerer != nil {
+		opt.Registerer.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tictac_store_game_reads_total",
+			Help: "Games the RethinkDB store read. A move on a game this replica holds at its stored version (it wrote it, or another replica handed it over on the bus) reads none; joins and resumes read theirs.",
+		}, func() float64 { return float64(s.loads.Load()) }))
 	}
 	return s, nil
 }

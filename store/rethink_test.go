@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 
 	"github.com/tictac/tictac/game"
@@ -215,6 +216,38 @@ func TestRethinkReplicas(t *testing.T) {
 		}
 		if stored.Moves != 5 || stored.Status != game.Finished || len(stored.History) != 5 || stored.History[1].Team != game.O {
 			t.Fatalf("stored game: %d moves, %v, history %v; want x's win in 5", stored.Moves, stored.Status, stored.History)
+		}
+	})
+
+	t.Run("GameReadsMetric", func(t *testing.T) {
+		t.Parallel()
+		reg := prometheus.NewRegistry()
+		db := newDB()
+		a := openRethink(t, addr, db, replica("a"), func(o *store.RethinkOptions) { o.Registerer = reg })
+		b := openRethink(t, addr, db, replica("b"))
+		x, o := store.NewID(), store.NewID()
+		w, err := a.Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Join(t.Context(), o, store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Game(t.Context(), w.ID); err != nil {
+			t.Fatal(err)
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got float64 = -1
+		for _, mf := range mfs {
+			if mf.GetName() == "tictac_store_game_reads_total" {
+				got = mf.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		if want := float64(a.Loads()); got != want || want < 1 {
+			t.Errorf("tictac_store_game_reads_total = %v, want the %v games a read (at least the one asked for)", got, want)
 		}
 	})
 
