@@ -60,10 +60,12 @@ func BenchmarkLearn(b *testing.B) {
 // store the game does.
 type decoding struct {
 	Store
-	err error
+	calls int
+	err   error
 }
 
 func (d *decoding) Learn(id string, version int64, decode func() (store.Game, error)) {
+	d.calls++
 	_, d.err = decode()
 }
 

@@ -1,11 +1,15 @@
 package hub
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
 )
 
 func TestDecode(t *testing.T) {
@@ -100,5 +104,46 @@ func BenchmarkDecodeFill(b *testing.B) {
 		if _, err := decode(msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A game line that does not parse is dropped with a warning: the store is
+// not told, and nothing panics.
+func TestLearnMalformed(t *testing.T) {
+	g := benchGame()
+	g.Version = 4
+	good := busMessage(&g, store.EncodeGame(&g), frameGrid(&g))
+	good = good[bytes.LastIndexByte(good, '\n')+1:]
+	l := &decoding{}
+	h := New(l, NewMemoryBus(), Options{Logger: slog.New(slog.DiscardHandler)})
+	for _, line := range []string{
+		`{"action":"storedGame","version":`,
+		`{"action":"storedGame","version":}`,
+		`{"action":"storedGame","version":,"data":}`,
+		`{"action":"storedGame","version":x,"data":{}}`,
+		`{"action":"storedGame","version":4,"data"}`,
+		`{"action":"storedGame","version":4,"data":{"id":"x"`,
+	} {
+		l.calls = 0
+		h.learn(g.ID, []byte(line))
+		if l.calls != 0 {
+			t.Errorf("%s: the store was told", line)
+		}
+	}
+	for _, line := range []string{
+		`{"action":"storedGame","version":4,"data":}`,
+		`{"action":"storedGame","version":4,"data":{"id":"x"}}`,
+		strings.Replace(string(good), `"version":4,`, `"version":5,`, 1), // not the game's version
+	} {
+		l.calls, l.err = 0, nil
+		h.learn(g.ID, []byte(line))
+		if l.calls == 1 && l.err == nil {
+			t.Errorf("%s: decoded without an error", line)
+		}
+	}
+	l.calls, l.err = 0, nil
+	h.learn(g.ID, good)
+	if l.calls != 1 || l.err != nil {
+		t.Errorf("the good line: told %d times, %v", l.calls, l.err)
 	}
 }
