@@ -79,6 +79,20 @@ func TestRethinkReplicas(t *testing.T) {
 		db := newDB()
 		return [2]*store.Rethink{openRethink(t, addr, db, replica("a")), openRethink(t, addr, db, replica("b"))}
 	}
+	// pair seats a new player x through a and a new player o through b in
+	// one game, and returns it with them.
+	pair := func(t *testing.T, a, b *store.Rethink) (w store.Game, x, o string) {
+		t.Helper()
+		x, o = store.NewID(), store.NewID()
+		w, err := a.Join(t.Context(), x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := b.Join(t.Context(), o, store.NewID()); err != nil || g.ID != w.ID {
+			t.Fatalf("Join on the other replica = %+v, %v; want game %s", g, err, w.ID)
+		}
+		return w, x, o
+	}
 
 	t.Run("JoinsPairAcrossReplicas", func(t *testing.T) {
 		t.Parallel()
@@ -124,14 +138,7 @@ func TestRethinkReplicas(t *testing.T) {
 		t.Parallel()
 		s := two(t)
 		a, b := s[0], s[1]
-		x, o := store.NewID(), store.NewID()
-		w, err := a.Join(t.Context(), x, store.NewID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Join(t.Context(), o, store.NewID()); err != nil {
-			t.Fatal(err)
-		}
+		w, x, o := pair(t, a, b)
 		move := func(s *store.Rethink, p string, sq int, wantErr error, wantMoves int) {
 			t.Helper()
 			g, err := s.Move(t.Context(), w.ID, p, sq%3, sq/3, "")
@@ -160,14 +167,7 @@ func TestRethinkReplicas(t *testing.T) {
 		t.Parallel()
 		s := two(t)
 		a, b := s[0], s[1]
-		x, o := store.NewID(), store.NewID()
-		w, err := a.Join(t.Context(), x, store.NewID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Join(t.Context(), o, store.NewID()); err != nil {
-			t.Fatal(err)
-		}
+		w, x, o := pair(t, a, b)
 		// move plays through s and returns how many games s read for it.
 		move := func(s *store.Rethink, p string, sq int) (store.Game, int64) {
 			t.Helper()
@@ -225,14 +225,7 @@ func TestRethinkReplicas(t *testing.T) {
 		db := newDB()
 		a := openRethink(t, addr, db, replica("a"), func(o *store.RethinkOptions) { o.Registerer = reg })
 		b := openRethink(t, addr, db, replica("b"))
-		x, o := store.NewID(), store.NewID()
-		w, err := a.Join(t.Context(), x, store.NewID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Join(t.Context(), o, store.NewID()); err != nil {
-			t.Fatal(err)
-		}
+		w, _, _ := pair(t, a, b)
 		if _, err := a.Game(t.Context(), w.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -254,14 +247,7 @@ func TestRethinkReplicas(t *testing.T) {
 	t.Run("MovesApplyOnceAcrossReplicas", func(t *testing.T) {
 		t.Parallel()
 		s := two(t)
-		x, o := store.NewID(), store.NewID()
-		w, err := s[0].Join(t.Context(), x, store.NewID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g, err := s[1].Join(t.Context(), o, store.NewID()); err != nil || g.ID != w.ID {
-			t.Fatalf("Join on the other replica = %+v, %v; want game %s", g, err, w.ID)
-		}
+		w, x, o := pair(t, s[0], s[1])
 		var mu sync.Mutex
 		accepted := map[int]int{}
 		for range 9 {
