@@ -403,30 +403,32 @@ func (h *Hub) Run(ctx context.Context) error {
 	return err
 }
 
-// fanoutChunk is how many sockets the stats fan-out serves at once: it paces
-// itself to the budget between chunks, so that the writes of a large group
-// never arrive as one burst in front of the moves. Each socket of a chunk
-// gets a writer goroutine at once, and a move read meanwhile waits behind
-// them for a core: with 64, opponent p99 at human pace was 3.3 ms, with 8
-// it is 2.0 ms (BENCHMARKS.md), for 2% more CPU in timer wakeups.
-const fanoutChunk = 8
-
-// fanout queues f on every open socket of a stats slot, at most
-// StatsBudget a second, and returns how many.
+// fanout queues f on every open socket of a stats slot, one socket at a
+// time, at most StatsBudget a second, and returns how many. Each socket's
+// frame starts a writer goroutine, and a move read meanwhile waits behind
+// the writers already queued for a core: one at a time, a move waits behind
+// at most one. Chunks of 64 and then 8 at once cost the moves' p99 at human
+// pace 3.3 and 2.0 ms; one at a time, 1.3 ms, and less CPU (BENCHMARKS.md).
 func (h *Hub) fanout(ctx context.Context, slot int, f []byte) int {
 	conns := h.sockets(slot)
-	for i := 0; i < len(conns); i += fanoutChunk {
+	gap := time.Second / time.Duration(h.opt.StatsBudget)
+	var pace *time.Timer
+	for i, c := range conns {
 		if i > 0 {
+			if pace == nil {
+				pace = time.NewTimer(gap)
+				defer pace.Stop()
+			} else {
+				pace.Reset(gap)
+			}
 			select {
 			case <-ctx.Done():
 				return i
-			case <-time.After(fanoutChunk * time.Second / time.Duration(h.opt.StatsBudget)):
+			case <-pace.C:
 			}
 		}
-		for _, c := range conns[i:min(i+fanoutChunk, len(conns))] {
-			c.enqueue(f)
-		}
-		h.metrics.statsFrames.Add(float64(min(fanoutChunk, len(conns)-i)))
+		c.enqueue(f)
+		h.metrics.statsFrames.Inc()
 	}
 	return len(conns)
 }
@@ -494,6 +496,9 @@ func (h *Hub) listLoop(ctx context.Context) {
 	}
 }
 
+// pingChunk is how many sockets pingLoop checks at once.
+const pingChunk = 8
+
 // pingLoop pings silent sockets. Each round is spread over half a
 // PingInterval, a chunk of sockets at a time, so that thousands of idle
 // sockets do not all get their ping in the same millisecond.
@@ -501,19 +506,19 @@ func (h *Hub) pingLoop(ctx context.Context) {
 	round := h.opt.PingInterval / 2
 	for {
 		conns := h.sockets(-1)
-		chunks := (len(conns) + fanoutChunk - 1) / fanoutChunk
+		chunks := (len(conns) + pingChunk - 1) / pingChunk
 		pause := round
 		if chunks > 0 {
 			pause = round / time.Duration(chunks)
 		}
-		for i := 0; i < len(conns) || i == 0; i += fanoutChunk {
+		for i := 0; i < len(conns) || i == 0; i += pingChunk {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(pause):
 			}
 			now := time.Now()
-			for _, c := range conns[i:min(i+fanoutChunk, len(conns))] {
+			for _, c := range conns[i:min(i+pingChunk, len(conns))] {
 				c.maybePing(now)
 			}
 		}
