@@ -20,7 +20,8 @@ import (
 type conn struct {
 	hub *Hub
 	ws  *websocket.Conn
-	tag string // a short name for logs, fixed at connect
+	raw net.Conn // under ws: the writer sets its deadlines
+	tag string   // a short name for logs, fixed at connect
 
 	// The send queue. A writer goroutine runs only while it holds frames, so
 	// that an idle socket costs no goroutine and no buffer.
@@ -59,10 +60,10 @@ type conn struct {
 	watching bool
 }
 
-func newConn(h *Hub, ws *websocket.Conn, player string) *conn {
+func newConn(h *Hub, ws *websocket.Conn, raw net.Conn, player string) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		hub: h, ws: ws, player: player, tag: player[:8],
+		hub: h, ws: ws, raw: raw, player: player, tag: player[:8],
 		ctx:      ctx,
 		cancel:   cancel,
 		refusals: rate.NewLimiter(rate.Limit(h.opt.Refusals), h.opt.RefusalBurst),
@@ -83,7 +84,13 @@ func (c *conn) serve() {
 		// Not c.ctx: every way a socket ends closes the connection, which ends
 		// the read, and a context that can never be done spares each read a
 		// registration on it (memory that an idle socket would keep).
-		typ, data, err := c.ws.Read(context.Background())
+		typ, r, err := c.ws.Reader(context.Background())
+		if err != nil {
+			c.logClose(err)
+			return
+		}
+		buf := frameBufs.Get().(*[]byte)
+		data, err := readFrame(r, (*buf)[:0])
 		if err != nil {
 			c.logClose(err)
 			return
@@ -91,15 +98,44 @@ func (c *conn) serve() {
 		c.lastSeen.Store(time.Now().UnixNano())
 		if typ != websocket.MessageText {
 			c.refuse(refuse("bad_frame", "Send JSON text frames, not binary."))
-			continue
-		}
-		if err := c.handle(data); err != nil {
+		} else if err := c.handle(data); err != nil {
 			ce := toClientError(err)
 			if ce.Code == "unavailable" {
 				// Not the client's fault: the operator needs to see it.
 				c.hub.log.Warn("request failed", "player", c.tag, "err", err)
 			}
 			c.refuse(ce)
+		}
+		// handle keeps nothing of data (decoding copies), so its array can
+		// serve the next frame, of this socket or another.
+		if cap(data) <= maxPooledFrame {
+			*buf = data[:0]
+			frameBufs.Put(buf)
+		}
+	}
+}
+
+// frameBufs holds arrays for reading client frames: a frame is read whole
+// into one, handled, and the array goes back. An idle socket holds none.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledFrame is the largest array frameBufs keeps; a rare large frame's
+// array goes to the garbage collector.
+const maxPooledFrame = 4 << 10
+
+// readFrame appends the rest of r to b, as io.ReadAll does.
+func readFrame(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
 		}
 	}
 }
@@ -214,27 +250,29 @@ func (c *conn) write() {
 		}
 		c.qmu.Unlock()
 		// One deadline per batch: a socket that cannot take the frames queued
-		// within WriteTimeout is too slow anyway.
-		ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.WriteTimeout)
+		// within WriteTimeout is too slow anyway. It is set on the connection
+		// rather than passed as a context, which would cost a timer and a
+		// context for every frame, and cleared after the batch, so that
+		// the library's own writes (pongs, the close) are not cut short.
+		c.raw.SetWriteDeadline(time.Now().Add(c.hub.opt.WriteTimeout))
 		for _, f := range batch {
 			if f == nil {
-				cancel()
+				c.raw.SetWriteDeadline(time.Time{})
 				c.ws.Close(c.closeCode, c.closeReason)
 				c.cancel()
 				c.drop()
 				return
 			}
 			start := time.Now()
-			err := c.ws.Write(ctx, websocket.MessageText, f)
+			err := c.ws.Write(context.Background(), websocket.MessageText, f)
 			c.hub.metrics.write.Observe(time.Since(start).Seconds())
 			if err != nil {
-				cancel()
 				c.end()
 				c.drop()
 				return
 			}
 		}
-		cancel()
+		c.raw.SetWriteDeadline(time.Time{})
 	}
 }
 

@@ -252,3 +252,56 @@ func TestDeliverTakesTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteTimeout: a socket whose client stops reading, with room left in
+// its queue, is dropped once a write has waited WriteTimeout for the
+// kernel's buffers; and a socket that reads keeps working long after its
+// last batch, whose deadline must not outlive it (the library's own pongs
+// and the server's later frames would fail).
+func TestWriteTimeout(t *testing.T) {
+	t.Parallel()
+	h, url := startHub(t, Options{SendQueue: 1 << 20, WriteTimeout: 200 * time.Millisecond, PingInterval: time.Hour})
+	_, stuck, _ := dialRaw(t, h, url+"/live", false)
+	live, fast, frames := dialRaw(t, h, url+"/live", true)
+
+	// Enough to fill the loopback's buffers many times over; the queue holds
+	// them all, so only the deadline can drop the socket.
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	for range 2000 {
+		stuck.enqueue(big)
+	}
+	select {
+	case <-stuck.ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a socket stuck in a write was never dropped")
+	}
+	var m dto.Metric
+	if err := h.metrics.dropped.WithLabelValues("too_slow").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); got != 0 {
+		t.Errorf("dropped as too slow (queue full) = %v, want 0: the deadline should have done it", got)
+	}
+
+	fast.enqueue([]byte(`{"action":"first"}`))
+	time.Sleep(600 * time.Millisecond) // three WriteTimeouts after that batch
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := live.Ping(ctx); err != nil { // the server's pong is the library's own write
+		t.Fatalf("ping after the batch's deadline: %v", err)
+	}
+	fast.enqueue([]byte(`{"action":"second"}`))
+	for _, want := range []string{"first", "second"} {
+		for got := false; !got; { // stats frames may come between
+			select {
+			case f := <-frames:
+				got = bytes.Contains(f, []byte(want))
+			case <-time.After(5 * time.Second):
+				t.Fatalf("frame %q never arrived", want)
+			}
+		}
+	}
+	if fast.ctx.Err() != nil {
+		t.Error("the reading socket was closed")
+	}
+}

@@ -19,19 +19,24 @@ const (
 )
 
 // smallBuffers is a ResponseWriter whose Hijack returns a connection with
-// small buffers.
-type smallBuffers struct{ http.ResponseWriter }
+// small buffers, and keeps that connection in conn for the socket's write
+// deadlines.
+type smallBuffers struct {
+	http.ResponseWriter
+	conn net.Conn
+}
 
 // Unwrap lets http.ResponseController reach the server's writer.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Hijack takes over the connection as the server's own Hijack does, keeping
 // any bytes the client sent after the handshake.
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	w.conn = conn
 	var r *bufio.Reader
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)

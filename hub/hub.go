@@ -233,7 +233,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "draining: reconnect", http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	ws, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		OriginPatterns:  h.opt.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -243,7 +244,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(h.opt.ReadLimit)
-	c := newConn(h, ws, newPlayerID())
+	c := newConn(h, ws, sb.conn, newPlayerID())
 	if !h.register(c) {
 		h.release(ip)
 		ws.Close(websocket.StatusServiceRestart, "server is shutting down")
