@@ -100,7 +100,8 @@ func (h *Hub) scheduleBot(g store.Game) {
 	} else {
 		h.bg.random(func(r *rand.Rand) { delay = lvl.Delay(r) })
 	}
-	h.bg.after(fmt.Sprintf("bot/%s/%d", g.ID, g.Moves), delay, func(ctx context.Context) { h.botMove(ctx, g.ID, lvl) })
+	id := g.ID // the closure takes the id alone: capturing g would put every game passed here on the heap
+	h.bg.after(fmt.Sprintf("bot/%s/%d", id, g.Moves), delay, func(ctx context.Context) { h.botMove(ctx, id, lvl) })
 }
 
 // botMove plays the computer's move in game id, if it is still its turn.

@@ -111,6 +111,7 @@ type Bolt struct {
 	cache    map[string]*cached // games not over, as of the last acknowledged batch
 	over     map[string]bool    // games seen over lately, so that a join need not decode its player's last game
 	staged   map[string]*cached // the batch's changes to cache; nil for deleted
+	scratch  batch              // the batch being committed; its arrays serve the next one
 	broken   error              // set when the log or the file failed; every write fails with it
 	wantCkpt bool               // a checkpoint was asked for
 	waiters  []*op              // Checkpoint calls, for the next checkpoint to start
@@ -996,7 +997,9 @@ func (s *Bolt) commit(ops []*op) {
 	}
 	s.metrics.batch.Observe(float64(len(ops)))
 	var d Stats
-	b := &batch{s: s}
+	b := &s.scratch
+	clear(b.journal)
+	*b = batch{s: s, log: walWriter{b: b.log.b[:0]}, journal: b.journal[:0]}
 	clear(s.staged)
 	err := func() error {
 		for _, o := range ops {
@@ -1053,6 +1056,7 @@ func (s *Bolt) commit(ops []*op) {
 				s.pendingMu.Lock()
 				s.pending = append(s.pending, b.log.b)
 				s.pendingMu.Unlock()
+				b.log.b = nil // the payload is s.pending's now
 			}
 		}
 	}

@@ -174,8 +174,10 @@ func (w *wal) append(seq uint64, payload []byte) error {
 		// Zero the space ahead and sync it now, once, so that later records
 		// overwrite allocated blocks and their fdatasync has no metadata to write.
 		size := max(end, w.size) + walChunk
-		if _, err := w.f.WriteAt(make([]byte, size-w.size), w.size); err != nil {
-			return fmt.Errorf("grow log: %w", err)
+		for at := w.size; at < size; at += int64(len(zeros)) {
+			if _, err := w.f.WriteAt(zeros[:min(int64(len(zeros)), size-at)], at); err != nil {
+				return fmt.Errorf("grow log: %w", err)
+			}
 		}
 		if w.sync {
 			if err := fdatasync(w.f); err != nil {
@@ -206,6 +208,9 @@ func (w *wal) append(seq uint64, payload []byte) error {
 func (w *wal) reset() { w.pos = 0 }
 
 func (w *wal) close() error { return w.f.Close() }
+
+// zeros is what a log file grows by, a piece at a time (never written to).
+var zeros [64 << 10]byte
 
 // walWriter builds a batch's payload.
 type walWriter struct{ b []byte }
