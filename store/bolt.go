@@ -688,7 +688,8 @@ func (b *batch) update(id string, fn func(*Game) error, out *Game, d *Stats) err
 		return err
 	}
 	g := before
-	g.History = slices.Clone(before.History)
+	// A copy with room for the move most updates append: one array, not two.
+	g.History = append(make([]Move, 0, len(before.History)+1), before.History...)
 	if err := fn(&g); err != nil {
 		*out = before
 		return err
