@@ -2,9 +2,12 @@ package hub
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"log/slog"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/store"
@@ -104,6 +107,39 @@ func BenchmarkStatsFrame(b *testing.B) {
 	for b.Loop() {
 		if frameStats(&prev, &next, false) == nil {
 			b.Fatal("no frame")
+		}
+	}
+}
+
+// BenchmarkSocketWrite is one frame from a socket's queue to a real client
+// over loopback, one at a time, so that each is a batch of its own: the
+// writer goroutine, the write deadline set and cleared, the system call.
+// allocs/op counts the client's reading too.
+func BenchmarkSocketWrite(b *testing.B) {
+	h, url := startHub(b, Options{PingInterval: time.Hour, StatsInterval: time.Hour})
+	ws, c, _ := dialRaw(b, h, url+"/live", false)
+	got := make(chan struct{})
+	go func() {
+		for {
+			_, r, err := ws.Reader(context.Background())
+			if err != nil {
+				close(got)
+				return
+			}
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				close(got)
+				return
+			}
+			got <- struct{}{}
+		}
+	}()
+	<-got // the stats on connect
+	f := []byte(`{"action":"updateGrid","data":{"gameId":"abcdefghijkl","x":1,"y":2,"team":"x","move":5,"status":"in-progress"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		c.enqueue(f)
+		if _, ok := <-got; !ok {
+			b.Fatal("the socket closed")
 		}
 	}
 }

@@ -24,7 +24,7 @@ import (
 
 // startHub serves a hub on a real listener; the tests here reach into its
 // sockets, so they live inside the package.
-func startHub(t *testing.T, opt Options) (*Hub, string) {
+func startHub(t testing.TB, opt Options) (*Hub, string) {
 	t.Helper()
 	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
 	if err != nil {
@@ -50,7 +50,7 @@ func startHub(t *testing.T, opt Options) (*Hub, string) {
 
 // dialRaw opens a socket that reads only if read is true: one that does not
 // read answers no ping and lets the server's frames pile up.
-func dialRaw(t *testing.T, h *Hub, url string, read bool) (*websocket.Conn, *conn, chan []byte) {
+func dialRaw(t testing.TB, h *Hub, url string, read bool) (*websocket.Conn, *conn, chan []byte) {
 	t.Helper()
 	before := map[*conn]bool{}
 	for _, c := range h.sockets(-1) {
