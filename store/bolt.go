@@ -172,6 +172,9 @@ type stagedWas struct {
 	had bool
 }
 
+// maxSpareLog is the largest payload array a batch leaves to the next.
+const maxSpareLog = 256 << 10
+
 // errNeedFile is what a read of the file returns while a checkpoint commits;
 // the op is then put off until the commit is done.
 var errNeedFile = errors.New("the store file is being committed")
@@ -1000,7 +1003,11 @@ func (s *Bolt) commit(ops []*op) {
 	var d Stats
 	b := &s.scratch
 	clear(b.journal)
-	*b = batch{s: s, log: walWriter{b: b.log.b[:0]}, journal: b.journal[:0]}
+	spare := b.log.b[:0]
+	if cap(spare) > maxSpareLog {
+		spare = nil // a rare large batch's array is not kept
+	}
+	*b = batch{s: s, log: walWriter{b: spare}, journal: b.journal[:0]}
 	clear(s.staged)
 	err := func() error {
 		for _, o := range ops {
