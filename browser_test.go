@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/tictac/tictac/internal/testenv"
+	"github.com/tictac/tictac/internal/wstest"
 )
 
 // The browser tests drive real pages in headless Chromium against NGINX in
@@ -266,6 +267,48 @@ func TestBrowser(t *testing.T) {
 		a.shot("vs-computer")
 		if strings.Contains(status, "You won") {
 			t.Errorf("the hard computer lost: %q", status)
+		}
+	})
+
+	t.Run("a hidden page pauses the live stats", func(t *testing.T) {
+		p := openPage(t, "hidden", base, desktop)
+		moves := `#stats [data-id="totalMoves"] dd`
+		deadline := time.Now().Add(10 * time.Second)
+		for p.text(moves) == "–" && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		setHidden := func(hidden bool) {
+			p.run(chromedp.Evaluate(fmt.Sprintf(`Object.defineProperty(document, 'hidden', {value: %t, configurable: true});
+				document.dispatchEvent(new Event('visibilitychange'))`, hidden), nil))
+		}
+		setHidden(true)
+		time.Sleep(300 * time.Millisecond) // the pause reaches the server
+		before := p.text(moves)
+		x, o := wstest.Dial(t, "ws://"+c.nginx+"/live"), wstest.Dial(t, "ws://"+c.nginx+"/live")
+		wstest.Pair(t, x, o)
+		x.Move(o, 1, 1)
+		// Wait until a socket that did not pause hears of the move, and then
+		// some: by then the page would have too.
+		seen := map[string]int64{}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if x.LatestStats(seen); fmt.Sprint(seen["totalMoves"]) != strings.ReplaceAll(before, ",", "") {
+				break
+			}
+		}
+		if fmt.Sprint(seen["totalMoves"]) == strings.ReplaceAll(before, ",", "") {
+			t.Fatalf("no socket heard of the move: totalMoves still %s", before)
+		}
+		time.Sleep(600 * time.Millisecond)
+		if got := p.text(moves); got != before {
+			t.Errorf("a hidden page's move count went from %s to %s", before, got)
+		}
+		setHidden(false)
+		deadline = time.Now().Add(5 * time.Second)
+		for p.text(moves) == before && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got := p.text(moves); got == before {
+			t.Errorf("shown again, the page still says %s moves", got)
 		}
 	})
 

@@ -49,8 +49,9 @@ type conn struct {
 	holding bool
 	held    [][]byte
 
-	listing atomic.Bool  // wants gameList updates
-	seat    atomic.Int32 // team in its room, as other goroutines see it; 0 when watching or out
+	listing  atomic.Bool  // wants gameList updates
+	statsOff atomic.Bool  // asked for no statsUpdate frames (its page is hidden)
+	seat     atomic.Int32 // team in its room, as other goroutines see it; 0 when watching or out
 
 	// Owned by the read goroutine.
 	player   string    // a one-off id until hello names the session

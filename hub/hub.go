@@ -293,6 +293,16 @@ func (h *Hub) register(c *conn) bool {
 	return true
 }
 
+// resumeStats sends a socket that paused its stats the values its group was
+// last sent, as register does, and the group's updates reach it again.
+func (h *Hub) resumeStats(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f := h.stats.full[c.slot].Load(); f != nil {
+		c.enqueue(*f)
+	}
+}
+
 func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns[c.slot], c)
@@ -404,8 +414,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	return err
 }
 
-// fanout queues f on every open socket of a stats slot, one socket at a
-// time, at most StatsBudget a second, and returns how many. Each socket's
+// fanout queues f on every open socket of a stats slot that has not paused
+// its stats, one socket at a time, at most StatsBudget a second, and returns
+// how many. Each socket's
 // frame starts a writer goroutine, and a move read meanwhile waits behind
 // the writers already queued for a core: one at a time, a move waits behind
 // at most one. Each frame is due at its place in the slot's schedule, not a
@@ -417,8 +428,12 @@ func (h *Hub) fanout(ctx context.Context, slot int, f []byte) int {
 	gap := time.Second / time.Duration(h.opt.StatsBudget)
 	start := time.Now()
 	var pace *time.Timer
-	for i, c := range conns {
-		if wait := time.Until(start.Add(time.Duration(i) * gap)); wait > 0 {
+	sent := 0
+	for _, c := range conns {
+		if c.statsOff.Load() {
+			continue
+		}
+		if wait := time.Until(start.Add(time.Duration(sent) * gap)); wait > 0 {
 			if pace == nil {
 				pace = time.NewTimer(wait)
 				defer pace.Stop()
@@ -427,14 +442,15 @@ func (h *Hub) fanout(ctx context.Context, slot int, f []byte) int {
 			}
 			select {
 			case <-ctx.Done():
-				return i
+				return sent
 			case <-pace.C:
 			}
 		}
 		c.enqueue(f)
 		h.metrics.statsFrames.Inc()
+		sent++
 	}
-	return len(conns)
+	return sent
 }
 
 // observeStore records a store call; refusals are answers, not errors.

@@ -467,6 +467,49 @@ func TestStatsCoalesced(t *testing.T) {
 	}
 }
 
+// TestStatsPaused: a socket whose page is hidden pauses its stats and gets
+// no statsUpdate frames while games end; resuming sends at once the values
+// as they are now, and later changes reach it again.
+func TestStatsPaused(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	hidden, shown := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	time.Sleep(300 * time.Millisecond)
+	countStats(t, hidden) // the full set each socket gets on connect
+	countStats(t, shown)
+	hidden.Send(map[string]any{"action": "pauseStats"})
+	hidden.Ping() // the pause is in effect
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	for range 3 {
+		wstest.Pair(t, x, o)
+		winTopRow(x, o)
+	}
+	time.Sleep(600 * time.Millisecond) // two intervals: the changes went out
+	if n, _ := countStats(t, hidden); n != 0 {
+		t.Errorf("%d statsUpdate frames to a socket that paused them", n)
+	}
+	if n, v := countStats(t, shown); n == 0 || v["totalGames"] != 3 {
+		t.Errorf("the other socket got %d frames ending with %v, want totalGames 3", n, v)
+	}
+
+	hidden.Send(map[string]any{"action": "resumeStats"})
+	hidden.Ping() // the values are queued before the pong
+	if n, v := countStats(t, hidden); n != 1 || v["totalGames"] != 3 || v["wonByX"] != 3 || v["totalMoves"] != 15 {
+		t.Errorf("on resume: %d frames ending with %v, want one with 3 games won by X in 15 moves", n, v)
+	}
+	wstest.Pair(t, x, o)
+	winTopRow(x, o)
+	time.Sleep(600 * time.Millisecond)
+	if _, v := countStats(t, hidden); v["totalGames"] != 4 {
+		t.Errorf("after resuming, the next change gave %v, want totalGames 4", v)
+	}
+	hidden.Send(map[string]any{"action": "resumeStats"}) // not paused: nothing to send
+	hidden.Ping()
+	if n, _ := countStats(t, hidden); n != 0 {
+		t.Errorf("resumeStats on a socket that never paused sent %d frames", n)
+	}
+}
+
 // TestStatsBudget: with more sockets than the budget allows at the usual
 // interval, every socket still hears of changes, less often, and the replica
 // as a whole stays within its frames a second.

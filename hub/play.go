@@ -54,6 +54,14 @@ func (c *conn) handle(data []byte) error {
 	case actionUnlist:
 		c.listing.Store(false)
 		return nil
+	case actionPauseStats:
+		c.statsOff.Store(true)
+		return nil
+	case actionResumeStats:
+		if c.statsOff.Swap(false) {
+			c.hub.resumeStats(c)
+		}
+		return nil
 	case actionSync:
 		return c.sync(req.gameID)
 	}

@@ -42,6 +42,8 @@ const (
 	actionList
 	actionUnlist
 	actionSync
+	actionPauseStats
+	actionResumeStats
 )
 
 // gameRef is the data of the actions that name a game.
@@ -118,6 +120,10 @@ func decodeAny(data []byte) (request, error) {
 		return request{action: actionList}, nil
 	case "unlistGames":
 		return request{action: actionUnlist}, nil
+	case "pauseStats":
+		return request{action: actionPauseStats}, nil
+	case "resumeStats":
+		return request{action: actionResumeStats}, nil
 	case "":
 		return request{}, refuse("bad_json", `Frames need an "action".`)
 	}

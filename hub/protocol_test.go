@@ -40,6 +40,8 @@ func TestDecode(t *testing.T) {
 		{`{"action":"spectate","data":{}}`, request{}, "bad_data"},
 		{`{"action":"listGames"}`, request{action: actionList}, ""},
 		{`{"action":"unlistGames"}`, request{action: actionUnlist}, ""},
+		{`{"action":"pauseStats"}`, request{action: actionPauseStats}, ""},
+		{`{"action":"resumeStats","data":null}`, request{action: actionResumeStats}, ""},
 		{`{"action":"fillSquare","data":{"gameId":"g","team":"x","coords":{"x":2,"y":1}}}`, request{action: actionFill, gameID: "g", x: 2, y: 1}, ""},
 		{`{"action":"joinGame","data":{"mode":"x"}}`, request{}, "bad_data"},
 		{`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":2}}}`, request{}, "bad_data"},

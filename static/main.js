@@ -26,6 +26,7 @@ let state = initialState();
 // out), and whether it is sending us the live games list.
 let ready = false;
 let listing = false;
+let statsOn = true; // what the server does for this socket: on, until we pause them
 // The game we asked for with sync/spectate after a reconnect, until its state arrives.
 let resuming = null;
 let resumeTimer = 0;
@@ -54,6 +55,7 @@ const socket = createSocket({
     const { everConnected } = state;
     ready = false;
     listing = false;
+    statsOn = true;
     dispatch({ action: 'local:up' });
     ui.setConnection(true, true);
     stats.setStale(false);
@@ -74,6 +76,7 @@ const socket = createSocket({
     socket.clearQueue();
     ready = false;
     listing = false;
+    statsOn = true;
     clearTimeout(resumeTimer);
     dispatch({ action: 'local:down' });
     ui.setConnection(false, true);
@@ -240,6 +243,7 @@ function showable(code) {
 function afterHello() {
   ready = true;
   socket.release();
+  syncStats();
   if (state.phase === 'joining' && state.intent) {
     sendJoin(state.intent);
   } else if (state.phase === 'waiting' && isSeated(state)) {
@@ -278,6 +282,16 @@ function resend(moves) {
   for (const m of moves) socket.send(fillSquare(m));
   dispatch({ action: 'local:resent', data: { moveIds: moves.map((m) => m.moveId), at: Date.now() } });
 }
+
+// A hidden tab asks for no live stats: nobody reads them, and every frame
+// costs the server a system call. Shown again, it gets the values at once.
+function syncStats() {
+  const want = !document.hidden;
+  if (!ready || want === statsOn) return;
+  statsOn = want;
+  socket.send({ action: want ? 'resumeStats' : 'pauseStats' });
+}
+document.addEventListener('visibilitychange', syncStats);
 
 // The live games list streams only while the home screen shows it.
 function syncListing() {
