@@ -40,6 +40,9 @@ type IdleConfig struct {
 	// PID, when set, is the server process whose resident memory is read
 	// from /proc before opening and at the end of the hold.
 	PID int
+	// Hidden makes each socket act like a page in a hidden tab: once open,
+	// it asks tictac for no live stats (pauseStats).
+	Hidden bool
 	// Progress and Terminal are as in PlayConfig.
 	Progress io.Writer
 	Terminal bool
@@ -55,6 +58,8 @@ type IdleReport struct {
 	Failed  int64 `json:"failed"`
 	Dropped int64 `json:"dropped"`
 	Open    int64 `json:"open"`
+	// Frames counts the frames the sockets received, all together.
+	Frames int64 `json:"frames"`
 	// OpenTime is how long opening all sockets took.
 	OpenTime   time.Duration `json:"-"`
 	FirstError string        `json:"firstError,omitempty"`
@@ -68,8 +73,8 @@ type IdleReport struct {
 // WriteText writes the report in a few lines.
 func (r *IdleReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "tictac bench idle: %d sockets held %v\n", r.Conns, r.Duration)
-	fmt.Fprintf(w, "opened %d in %v  failed %d  dropped %d  open at end %d\n",
-		r.Opened, r.OpenTime.Round(time.Millisecond), r.Failed, r.Dropped, r.Open)
+	fmt.Fprintf(w, "opened %d in %v  failed %d  dropped %d  open at end %d  frames received %d\n",
+		r.Opened, r.OpenTime.Round(time.Millisecond), r.Failed, r.Dropped, r.Open, r.Frames)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
 	}
@@ -105,9 +110,9 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	defer cancel()
 
 	var (
-		wg                            sync.WaitGroup
-		opened, failed, dropped, open atomic.Int64
-		errOnce                       sync.Once
+		wg                                    sync.WaitGroup
+		opened, failed, dropped, open, frames atomic.Int64
+		errOnce                               sync.Once
 	)
 	start := time.Now()
 	progressCtx, stopProgress := context.WithCancel(runCtx)
@@ -151,7 +156,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 			}
 			opened.Add(1)
 			open.Add(1)
-			if err := hold(runCtx, conn); err != nil {
+			if err := hold(runCtx, conn, cfg.Hidden, &frames); err != nil {
 				dropped.Add(1)
 				open.Add(-1)
 				errOnce.Do(func() { rep.FirstError = err.Error() })
@@ -186,13 +191,13 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	}
 	cancel()
 	wg.Wait()
-	rep.Opened, rep.Failed, rep.Dropped = opened.Load(), failed.Load(), dropped.Load()
+	rep.Opened, rep.Failed, rep.Dropped, rep.Frames = opened.Load(), failed.Load(), dropped.Load(), frames.Load()
 	return rep, nil
 }
 
 // hold reads and discards frames until ctx is done, then closes the socket
 // properly. It returns an error if the socket closed before that.
-func hold(ctx context.Context, conn *websocket.Conn) error {
+func hold(ctx context.Context, conn *websocket.Conn, hidden bool, frames *atomic.Int64) error {
 	defer conn.CloseNow()
 	closed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -204,6 +209,14 @@ func hold(ctx context.Context, conn *websocket.Conn) error {
 			<-closed
 		}
 	}()
+	if hidden {
+		wctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+		err := conn.Write(wctx, websocket.MessageText, []byte(`{"action":"pauseStats"}`))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("hold: pause stats: %w", err)
+		}
+	}
 	for {
 		_, r, err := conn.Reader(context.Background())
 		if err != nil {
@@ -215,6 +228,7 @@ func hold(ctx context.Context, conn *websocket.Conn) error {
 		if _, err := io.Copy(io.Discard, r); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("hold: %w", err)
 		}
+		frames.Add(1)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tictac/tictac/hub"
 )
 
 func TestCheckTarget(t *testing.T) {
@@ -216,4 +218,42 @@ func TestIdleServerGoesAway(t *testing.T) {
 	if rep.Dropped != 20 || rep.Open != 0 {
 		t.Errorf("dropped %d, open %d: want 20 dropped by the closing server, 0 open", rep.Dropped, rep.Open)
 	}
+}
+
+// TestIdleHidden: sockets that act like hidden tabs ask tictac for no live
+// stats, so while games change the stats they hear the whole set on connect
+// and next to nothing after; the same sockets shown hear the changes.
+func TestIdleHidden(t *testing.T) {
+	t.Parallel()
+	const conns = 20
+	frames := func(hidden bool) int64 {
+		_, url := startHub(t, hub.Options{StatsInterval: 50 * time.Millisecond})
+		ws := "ws" + strings.TrimPrefix(url, "http") + "/live"
+		played := make(chan error, 1)
+		go func() {
+			_, err := Play(t.Context(), PlayConfig{URLs: []string{ws}, Players: 4, Think: 20 * time.Millisecond, Duration: 2 * time.Second})
+			played <- err
+		}()
+		rep, err := Idle(t.Context(), IdleConfig{URLs: []string{ws}, Conns: conns, Rate: 1000, Duration: 1500 * time.Millisecond, Hidden: hidden})
+		if err != nil {
+			t.Fatalf("Idle: %v", err)
+		}
+		if err := <-played; err != nil {
+			t.Fatalf("Play: %v", err)
+		}
+		if rep.Open != conns {
+			t.Fatalf("hidden %v: %d sockets open at the end (%s), want %d", hidden, rep.Open, rep.FirstError, conns)
+		}
+		return rep.Frames
+	}
+	shown, hidden := frames(false), frames(true)
+	// Shown, each socket hears a change every 50 ms or so for 1.5 s; hidden,
+	// the set on connect and at most a change that beat its pause.
+	if hidden > 2*conns {
+		t.Errorf("hidden sockets received %d frames, want at most %d", hidden, 2*conns)
+	}
+	if shown < 5*conns {
+		t.Errorf("shown sockets received %d frames, want at least %d: were the stats changing?", shown, 5*conns)
+	}
+	t.Logf("frames received: shown %d, hidden %d", shown, hidden)
 }

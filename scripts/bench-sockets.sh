@@ -8,6 +8,9 @@
 #
 #   scripts/bench-sockets.sh [IDLE] [tictac flags...]   e.g. 14000 -stats-budget 3000
 #
+# Env: HIDDEN=1 makes the idle sockets of the fanout step act like pages in
+# hidden tabs (tictac bench idle -hidden: they pause their live stats).
+#
 # Everything listens on 127.0.0.1 only and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +36,7 @@ kill "$server"; wait "$server" 2>/dev/null || true
 
 echo "== fanout: $idle idle sockets + 1,000 players, think 1 s"
 serve 2 "$@"
-"$work/tictac" bench idle -url ws://127.0.0.1:"$pport"/live -conns "$idle" -rate 3000 -dial-concurrency 128 \
+"$work/tictac" bench idle -url ws://127.0.0.1:"$pport"/live -conns "$idle" -rate 3000 -dial-concurrency 128 ${HIDDEN:+-hidden} \
 	-duration 60s -quiet >"$work/idle.out" 2>&1 &
 pids+=($!)
 sleep 15 # all open
