@@ -117,21 +117,33 @@ func TestSlowReader(t *testing.T) {
 			}
 		}
 	}
-	select {
-	case <-slow.ctx.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the slow socket was never dropped")
-	}
-	var m dto.Metric
-	if err := h.metrics.dropped.WithLabelValues("too_slow").Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.GetCounter().GetValue(); got != 1 {
+	waitDropped(t, slow, "the slow socket")
+	if got := droppedTooSlow(t, h); got != 1 {
 		t.Errorf("sockets dropped as too slow = %v, want 1", got)
 	}
 	if fast.ctx.Err() != nil {
 		t.Error("the fast socket was closed")
 	}
+}
+
+// waitDropped fails the test unless socket c is done within 10 s.
+func waitDropped(t *testing.T, c *conn, what string) {
+	t.Helper()
+	select {
+	case <-c.ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s was never dropped", what)
+	}
+}
+
+// droppedTooSlow is how many sockets the hub dropped for a full queue.
+func droppedTooSlow(t *testing.T, h *Hub) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.metrics.dropped.WithLabelValues("too_slow").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
 
 // TestSilentSocketsPinged: the server pings sockets that have been silent
@@ -270,16 +282,8 @@ func TestWriteTimeout(t *testing.T) {
 	for range 2000 {
 		stuck.enqueue(big)
 	}
-	select {
-	case <-stuck.ctx.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("a socket stuck in a write was never dropped")
-	}
-	var m dto.Metric
-	if err := h.metrics.dropped.WithLabelValues("too_slow").Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	if got := m.GetCounter().GetValue(); got != 0 {
+	waitDropped(t, stuck, "a socket stuck in a write")
+	if got := droppedTooSlow(t, h); got != 0 {
 		t.Errorf("dropped as too slow (queue full) = %v, want 0: the deadline should have done it", got)
 	}
 
