@@ -49,6 +49,11 @@ fuzz FuzzPlay 200000x ./game
 fuzz FuzzDecode 50000x ./hub
 fuzz FuzzMove 50000x ./store
 
+step "go test, without -race: goroutine stack sizes"
+# The race detector's instrumentation changes stack sizes, which is what
+# this test measures (hub/conn_test.go).
+go test -count=1 -run '^TestIdleStackAfterHello$' ./hub
+
 step "go test -race"
 rm -f artifacts/chaos.txt
 go test -race -count=1 -p 1 -timeout 20m ./...

@@ -10,7 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -307,5 +310,105 @@ func TestWriteTimeout(t *testing.T) {
 	}
 	if fast.ctx.Err() != nil {
 		t.Error("the reading socket was closed")
+	}
+}
+
+// TestIdleStackAfterHello: a socket that said hello and went idle keeps no
+// more goroutine stack than one that never said anything. Decoding and
+// handling a frame grows a goroutine's stack, which a parked reader would
+// keep (see serve); this fails if the goroutine that waits for the next
+// frame is the one that handled the last.
+//
+// It measures in a process of its own: stacks that earlier tests left in
+// the runtime's pools would blur the figures. The race detector's
+// instrumentation gives every goroutine a larger stack, in which handling
+// hello fits: the test means nothing there, so test.sh runs it once more
+// without -race.
+func TestIdleStackAfterHello(t *testing.T) {
+	if raceDetector {
+		t.Skip("stack sizes under -race differ; test.sh runs this test without it")
+	}
+	if os.Getenv("TICTAC_TEST_STACK") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestIdleStackAfterHello$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "TICTAC_TEST_STACK=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("in a process of its own: %v\n%s", err, out)
+		}
+		t.Logf("in a process of its own:\n%s", out)
+		return
+	}
+	_, url := startHub(t, Options{})
+	const n = 400
+	stackPerSocket := func(hello bool) float64 {
+		settle()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			ws, _, err := websocket.Dial(t.Context(), url, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ws.CloseNow() })
+			if !hello {
+				continue
+			}
+			if err := ws.Write(t.Context(), websocket.MessageText, []byte(`{"action":"hello","data":{}}`+"\n")); err != nil {
+				t.Fatal(err)
+			}
+			for { // the session, perhaps statsUpdate frames, then the reply to a ping sent after hello
+				if err := ws.Write(t.Context(), websocket.MessageText, []byte(`{"action":"ping"}`)); err != nil {
+					t.Fatal(err)
+				}
+				if readUntil(t, ws, `"pong"`) {
+					break
+				}
+			}
+		}
+		settle()
+		runtime.ReadMemStats(&after)
+		return float64(int64(after.StackInuse)-int64(before.StackInuse)) / n
+	}
+	silent := stackPerSocket(false)
+	said := stackPerSocket(true)
+	t.Logf("goroutine stack per idle socket: silent %.0f B, after hello %.0f B", silent, said)
+	if said > silent+1024 {
+		t.Errorf("a socket idle after hello keeps %.0f B of stack, a silent one %.0f B: the waiting goroutine kept the stack it grew handling frames", said, silent)
+	}
+}
+
+// settle waits for goroutines that are ending to be gone (the count stops
+// changing), then collects twice, which frees the stacks they left.
+func settle() {
+	last := -1
+	for range 100 {
+		time.Sleep(20 * time.Millisecond)
+		n := runtime.NumGoroutine()
+		if n == last {
+			break
+		}
+		last = n
+	}
+	runtime.GC()
+	runtime.GC()
+}
+
+// readUntil reads frames from ws until one contains want, and reports false
+// if none did within a second.
+func readUntil(t *testing.T, ws *websocket.Conn, want string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return false
+			}
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(want)) {
+			return true
+		}
 	}
 }

@@ -253,12 +253,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The socket gets a goroutine of its own and the handler returns, so that
 	// the HTTP server's goroutine, its stack and the request go away: an idle
 	// socket keeps one small goroutine.
-	go func() {
-		defer h.wg.Done()
-		defer h.release(ip)
-		c.serve()
+	go c.serve(func() {
 		h.unregister(c)
-	}()
+		h.release(ip)
+		h.wg.Done()
+	})
 }
 
 // release gives back an address's place taken in ServeHTTP.

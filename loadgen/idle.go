@@ -40,6 +40,10 @@ type IdleConfig struct {
 	// PID, when set, is the server process whose resident memory is read
 	// from /proc before opening and at the end of the hold.
 	PID int
+	// Hello makes each socket open like the page does: its first frame is
+	// hello without a token, which starts a session (the server answers with
+	// its token). Without it the sockets send nothing (unless Hidden).
+	Hello bool
 	// Hidden makes each socket act like a page in a hidden tab: once open,
 	// it asks tictac for no live stats (pauseStats).
 	Hidden bool
@@ -60,6 +64,9 @@ type IdleReport struct {
 	Open    int64 `json:"open"`
 	// Frames counts the frames the sockets received, all together.
 	Frames int64 `json:"frames"`
+	// Sessions counts the sockets that were given a session in answer to
+	// their hello (with Hello).
+	Sessions int64 `json:"sessions,omitempty"`
 	// OpenTime is how long opening all sockets took.
 	OpenTime   time.Duration `json:"-"`
 	FirstError string        `json:"firstError,omitempty"`
@@ -73,8 +80,12 @@ type IdleReport struct {
 // WriteText writes the report in a few lines.
 func (r *IdleReport) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "tictac bench idle: %d sockets held %v\n", r.Conns, r.Duration)
-	fmt.Fprintf(w, "opened %d in %v  failed %d  dropped %d  open at end %d  frames received %d\n",
+	fmt.Fprintf(w, "opened %d in %v  failed %d  dropped %d  open at end %d  frames received %d",
 		r.Opened, r.OpenTime.Round(time.Millisecond), r.Failed, r.Dropped, r.Open, r.Frames)
+	if r.Sessions > 0 {
+		fmt.Fprintf(w, "  sessions %d", r.Sessions)
+	}
+	fmt.Fprintln(w)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
 	}
@@ -110,9 +121,9 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	defer cancel()
 
 	var (
-		wg                                    sync.WaitGroup
-		opened, failed, dropped, open, frames atomic.Int64
-		errOnce                               sync.Once
+		wg                                              sync.WaitGroup
+		opened, failed, dropped, open, frames, sessions atomic.Int64
+		errOnce                                         sync.Once
 	)
 	start := time.Now()
 	progressCtx, stopProgress := context.WithCancel(runCtx)
@@ -156,7 +167,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 			}
 			opened.Add(1)
 			open.Add(1)
-			if err := hold(runCtx, conn, cfg.Hidden, &frames); err != nil {
+			if err := hold(runCtx, conn, &cfg, &frames, &sessions); err != nil {
 				dropped.Add(1)
 				open.Add(-1)
 				errOnce.Do(func() { rep.FirstError = err.Error() })
@@ -191,13 +202,14 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	}
 	cancel()
 	wg.Wait()
-	rep.Opened, rep.Failed, rep.Dropped, rep.Frames = opened.Load(), failed.Load(), dropped.Load(), frames.Load()
+	rep.Opened, rep.Failed, rep.Dropped, rep.Frames, rep.Sessions = opened.Load(), failed.Load(), dropped.Load(), frames.Load(), sessions.Load()
 	return rep, nil
 }
 
 // hold reads and discards frames until ctx is done, then closes the socket
-// properly. It returns an error if the socket closed before that.
-func hold(ctx context.Context, conn *websocket.Conn, hidden bool, frames *atomic.Int64) error {
+// properly, counting the frames and the session given in answer to hello.
+// It returns an error if the socket closed before that.
+func hold(ctx context.Context, conn *websocket.Conn, cfg *IdleConfig, frames, sessions *atomic.Int64) error {
 	defer conn.CloseNow()
 	closed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -209,12 +221,22 @@ func hold(ctx context.Context, conn *websocket.Conn, hidden bool, frames *atomic
 			<-closed
 		}
 	}()
-	if hidden {
-		wctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
-		err := conn.Write(wctx, websocket.MessageText, []byte(`{"action":"pauseStats"}`))
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("hold: pause stats: %w", err)
+	send := func(what, frame string) error {
+		wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+		if err := conn.Write(wctx, websocket.MessageText, []byte(frame)); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("hold: %s: %w", what, err)
+		}
+		return nil
+	}
+	if cfg.Hello {
+		if err := send("hello", `{"action":"hello","data":{}}`); err != nil {
+			return err
+		}
+	}
+	if cfg.Hidden {
+		if err := send("pause stats", `{"action":"pauseStats"}`); err != nil {
+			return err
 		}
 	}
 	for {
@@ -225,12 +247,25 @@ func hold(ctx context.Context, conn *websocket.Conn, hidden bool, frames *atomic
 			}
 			return fmt.Errorf("hold: %w", err)
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil && ctx.Err() == nil {
+		var head [len(sessionPrefix)]byte
+		n, err := io.ReadFull(r, head[:])
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		} else if err == io.ErrUnexpectedEOF { // a frame shorter than the prefix
+			err = nil
+		}
+		if err != nil && ctx.Err() == nil {
 			return fmt.Errorf("hold: %w", err)
+		}
+		if cfg.Hello && string(head[:n]) == sessionPrefix {
+			sessions.Add(1)
 		}
 		frames.Add(1)
 	}
 }
+
+// sessionPrefix opens tictac's answer to hello.
+const sessionPrefix = `{"action":"session"`
 
 func (c *IdleConfig) check() error {
 	if err := checkTargets(c.URLs, c.AllowRemote); err != nil {

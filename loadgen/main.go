@@ -159,6 +159,7 @@ func mainIdle(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Rate, "rate", DefaultIdleRate, "sockets opened per second")
 	fs.DurationVar(&cfg.Duration, "duration", 30*time.Second, "how long to hold them once all are open")
 	fs.IntVar(&cfg.PID, "pid", 0, "server process `pid` whose RSS to read from /proc")
+	fs.BoolVar(&cfg.Hello, "hello", false, "open like the page does: each socket first sends hello, which starts a session")
 	fs.BoolVar(&cfg.Hidden, "hidden", false, "act like pages in hidden tabs: each socket asks tictac for no live stats (pauseStats)")
 	var err error
 	if cfg.URLs, cfg.Progress, cfg.Terminal, err = common.parse(fs, args, stderr); err != nil {

@@ -257,3 +257,25 @@ func TestIdleHidden(t *testing.T) {
 	}
 	t.Logf("frames received: shown %d, hidden %d", shown, hidden)
 }
+
+// TestIdleHello: sockets that open like the page send hello and are each
+// given a session; without Hello they send nothing and are given none.
+func TestIdleHello(t *testing.T) {
+	t.Parallel()
+	const conns = 20
+	_, url := startHub(t, hub.Options{})
+	ws := "ws" + strings.TrimPrefix(url, "http") + "/live"
+	for _, hello := range []bool{false, true} {
+		rep, err := Idle(t.Context(), IdleConfig{URLs: []string{ws}, Conns: conns, Rate: 1000, Duration: 500 * time.Millisecond, Hello: hello})
+		if err != nil {
+			t.Fatalf("Idle: %v", err)
+		}
+		want := int64(0)
+		if hello {
+			want = conns
+		}
+		if rep.Open != conns || rep.Sessions != want {
+			t.Errorf("hello %v: %d sockets open at the end (%s), %d given a session; want %d open, %d sessions", hello, rep.Open, rep.FirstError, rep.Sessions, conns, want)
+		}
+	}
+}

@@ -8,8 +8,10 @@
 #
 #   scripts/bench-sockets.sh [IDLE] [tictac flags...]   e.g. 14000 -stats-budget 3000
 #
-# Env: HIDDEN=1 makes the idle sockets of the fanout step act like pages in
-# hidden tabs (tictac bench idle -hidden: they pause their live stats).
+# The idle sockets open like the page does: each sends hello and is given a
+# session (tictac bench idle -hello). Env: SILENT=1 makes them send nothing
+# instead; HIDDEN=1 makes those of the fanout step act like pages in hidden
+# tabs (-hidden: they pause their live stats).
 #
 # Everything listens on 127.0.0.1 only and stops by itself.
 set -euo pipefail
@@ -20,6 +22,8 @@ shift || true
 metric() { curl -s "http://127.0.0.1:$aport/metrics" | awk -v k="$1" '$1==k{print $2}'; }
 
 scripts/build.sh "$work/tictac"
+hello=-hello
+[ -z "${SILENT:-}" ] || hello=
 serve() {
 	pport=$(port); aport=$(port)
 	"$work/tictac" -addr 127.0.0.1:"$pport" -admin-addr 127.0.0.1:"$aport" -data "$work/data$1" \
@@ -30,13 +34,13 @@ serve() {
 
 echo "== idle: $idle sockets held 30 s"
 serve 1 "$@"
-"$work/tictac" bench idle -url ws://127.0.0.1:"$pport"/live -conns "$idle" -rate 3000 -dial-concurrency 128 \
+"$work/tictac" bench idle -url ws://127.0.0.1:"$pport"/live -conns "$idle" -rate 3000 -dial-concurrency 128 $hello \
 	-duration 30s -pid "$server" -quiet
 kill "$server"; wait "$server" 2>/dev/null || true
 
 echo "== fanout: $idle idle sockets + 1,000 players, think 1 s"
 serve 2 "$@"
-"$work/tictac" bench idle -url ws://127.0.0.1:"$pport"/live -conns "$idle" -rate 3000 -dial-concurrency 128 ${HIDDEN:+-hidden} \
+"$work/tictac" bench idle -url ws://127.0.0.1:"$pport"/live -conns "$idle" -rate 3000 -dial-concurrency 128 $hello ${HIDDEN:+-hidden} \
 	-duration 60s -quiet >"$work/idle.out" 2>&1 &
 pids+=($!)
 sleep 15 # all open
