@@ -8,7 +8,8 @@
 #
 # Needs what ./test.sh installs. Everything listens on 127.0.0.1 only.
 # TICTAC=path runs that binary (say, an older build to compare) instead of
-# building the working tree.
+# building the working tree. REQLITE_SLOW_MS=N lists at the end the reqlite
+# queries that ran N ms or more, by kind: what the moves queued behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -16,7 +17,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 if [ -n "${TICTAC:-}" ]; then cp "$TICTAC" "$work/tictac"; else scripts/build.sh "$work/tictac"; fi
 rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
-qport=$(port); node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
+qport=$(port); REQLITE_SLOW_MS=${REQLITE_SLOW_MS:-} node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
 wait_tcp "$rport"; wait_tcp "$qport"
 
 upstreams=""
@@ -66,3 +67,18 @@ for p in "${replicas[@]}"; do curl -s "http://127.0.0.1:$p/metrics"; done | awk 
 		printf "  bus publish            %.3f ms mean (%.0f%% of it)\n", b * 1000, 100 * b / m
 		printf "  socket write (each)    %.3f ms mean\n", w * 1000
 	}'
+
+# With REQLITE_SLOW_MS=N, the queries that ran N ms or longer in reqlite
+# (tools/reqlite/launch.js logs them), by the start of their term.
+if [ -n "${REQLITE_SLOW_MS:-}" ]; then
+	echo
+	echo "reqlite queries of ${REQLITE_SLOW_MS} ms or more, by kind (count, total ms, max ms):"
+	awk '/^slow query / {
+		ms = $3; kind = substr($0, index($0, ": ") + 2)
+		gsub(/"[a-z0-9]*[0-9][a-z0-9]*"/, "ID", kind) # ids, not table names
+		gsub(/\[\[14,\["tictac"\]\],/, "", kind)
+		kind = substr(kind, 1, 60)
+		n[kind]++; sum[kind] += ms; if (ms > mx[kind]) mx[kind] = ms
+	}
+	END { for (k in n) printf "  %6d %9.1f %7.1f  %s\n", n[k], sum[k], mx[k], k }' "$work/reqlite.log" | sort -k2 -nr | head -15
+fi

@@ -27,11 +27,30 @@ require.cache[connection].exports = SaltedConnection;
 // atomic. Evaluate one query at a time: each run starts when the previous one
 // has settled. Changefeeds and cursors still work: their later batches do not
 // go through run.
+//
+// With REQLITE_SLOW_MS=N set, each query that runs N ms or longer is logged
+// to stderr with its time and the start of its term, to see what holds up
+// the queue.
 const Query = require(`${lib}/query.js`);
 const run = Query.prototype.run;
+const slowMs = Number(process.env.REQLITE_SLOW_MS || 'NaN');
 let tail = Promise.resolve();
 Query.prototype.run = function (...args) {
-  const result = tail.then(() => run.apply(this, args));
+  const result = tail.then(() => {
+    if (!(slowMs >= 0)) {
+      return run.apply(this, args);
+    }
+    const start = process.hrtime.bigint();
+    const logSlow = () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      if (ms >= slowMs) {
+        console.error(`slow query ${ms.toFixed(2)} ms: ${JSON.stringify((args[0] || this.query)[1]).slice(0, 200)}`);
+      }
+    };
+    const p = Promise.resolve(run.apply(this, args));
+    p.then(logSlow, logSlow);
+    return p;
+  });
   tail = result.catch(() => {});
   return result;
 };
