@@ -63,6 +63,7 @@ type config struct {
 	allowedOrigins  string
 	maxConnsPerIP   int
 	statsBudget     int
+	statsInterval   time.Duration
 	trustedProxies  []netip.Prefix
 
 	// Scale-out mode: both set, or neither.
@@ -149,7 +150,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if err != nil {
 		return config{}, fmt.Errorf("STATS_BUDGET: %w", err)
 	}
-	fs.IntVar(&cfg.statsBudget, "stats-budget", budget, "live-stats frames this replica may send a second, all sockets together; each socket gets at most 4 a second, fewer when it has more company (env STATS_BUDGET)")
+	fs.IntVar(&cfg.statsBudget, "stats-budget", budget, "live-stats frames this replica may send a second, all sockets together; each socket gets one every -stats-interval at most, less often when it has more company (env STATS_BUDGET)")
+	interval, err := time.ParseDuration(env("STATS_INTERVAL", "250ms"))
+	if err != nil {
+		return config{}, fmt.Errorf("STATS_INTERVAL: %w", err)
+	}
+	fs.DurationVar(&cfg.statsInterval, "stats-interval", interval, "the least time between two live-stats frames to one socket, 50ms to 1m (env STATS_INTERVAL)")
 	proxies := env("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
 	fs.StringVar(&proxies, "trusted-proxies", proxies, "comma-separated CIDRs of load balancers whose X-Real-IP header names the client (env TRUSTED_PROXIES)")
 	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
@@ -175,6 +181,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 			return config{}, fmt.Errorf("-trusted-proxies: %w", err)
 		}
 		cfg.trustedProxies = append(cfg.trustedProxies, prefix)
+	}
+	if cfg.statsInterval < 50*time.Millisecond || cfg.statsInterval > time.Minute {
+		return config{}, fmt.Errorf("-stats-interval must be 50ms to 1m, not %v", cfg.statsInterval)
 	}
 	if cfg.statsBudget < 1 {
 		return config{}, fmt.Errorf("-stats-budget must be at least 1, not %d", cfg.statsBudget)
@@ -284,7 +293,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	h := hub.New(st, bus, hub.Options{Logger: log, Registerer: reg, Grace: cfg.grace,
 		OriginPatterns: splitList(cfg.allowedOrigins), MaxConnsPerIP: cfg.maxConnsPerIP, TrustedProxies: cfg.trustedProxies,
-		StatsBudget: cfg.statsBudget})
+		StatsBudget: cfg.statsBudget, StatsInterval: cfg.statsInterval})
 	hubRef.Store(h)
 
 	var draining atomic.Bool

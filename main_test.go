@@ -200,6 +200,14 @@ func TestFlags(t *testing.T) {
 			return nil
 		}},
 		{args: []string{"-durability", "maybe"}, wantErr: "-durability must be hard or soft"},
+		{env: map[string]string{"STATS_INTERVAL": "1s"}, check: func(c config) error {
+			if c.statsInterval != time.Second || c.statsBudget != 3000 {
+				return fmt.Errorf("STATS_INTERVAL=1s gave %v (budget %d)", c.statsInterval, c.statsBudget)
+			}
+			return nil
+		}},
+		{args: []string{"-stats-interval", "10ms"}, wantErr: "-stats-interval must be 50ms to 1m"},
+		{env: map[string]string{"STATS_INTERVAL": "often"}, wantErr: "STATS_INTERVAL"},
 		{env: map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, wantErr: "SHUTDOWN_TIMEOUT"},
 		{args: []string{"-nope"}, wantErr: "flag provided but not defined"},
 		{args: []string{"extra"}, wantErr: "unknown argument"},

@@ -10,7 +10,10 @@
 #
 # Env: PLAYERS (1000), THINK (200ms), DURATION (10s), RAMP (3s), both in whole
 # seconds, REPEAT (3 runs per build), DURABILITY (soft, or hard: fsync), and FLAGS
-# (more tictac flags for both). Everything listens on 127.0.0.1 only and
+# (more tictac flags for both; OLD_FLAGS and NEW_FLAGS for one build only, so
+# that `scripts/bench-compare.sh HEAD HEAD` with NEW_FLAGS compares a flag). With hard, sync_p99 is the log's own fdatasync
+# p99 in the same run (from tictac_store_log_sync_seconds, interpolated within
+# its bucket): the fsync latency target is that plus 1 ms. Everything listens on 127.0.0.1 only and
 # stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,39 +37,41 @@ build() {
 }
 build "$1" "$work/old"
 build "${2:-}" "$work/new"
-echo "old = $1, new = ${2:-working tree}; $players players, think $think, $duration after $ramp, $durability, $repeat runs each"
+echo "old = $1${OLD_FLAGS:+ $OLD_FLAGS}, new = ${2:-working tree}${NEW_FLAGS:+ $NEW_FLAGS}; $players players, think $think, $duration after $ramp, $durability, $repeat runs each"
 
 # ms converts a duration as the load generator prints it (971µs, 1.2ms, 2s) to ms.
 ms() { awk -v d="$1" 'BEGIN { u = d; sub(/^[0-9.]+/, "", u); v = d + 0; if (u == "µs") v /= 1000; else if (u == "s") v *= 1000; printf "%.3g", v }'; }
 
 results=$work/results
-printf "%-4s %9s %9s %9s %9s %9s %7s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% | tee "$results"
+printf "%-4s %9s %9s %9s %9s %9s %7s %9s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% sync_p99 | tee "$results"
 for i in $(seq "$repeat"); do
 	for b in old new; do
 		p=$(port)
 		"$work/$b" -addr 127.0.0.1:"$p" -data "$work/d-$b-$i" -durability "$durability" -max-conns-per-ip 0 \
-			-log-level warn ${FLAGS:-} >"$work/s-$b-$i.log" 2>&1 &
+			-log-level warn ${FLAGS:-} $(if [ "$b" = old ]; then echo "${OLD_FLAGS:-}"; else echo "${NEW_FLAGS:-}"; fi) \
+			>"$work/s-$b-$i.log" 2>&1 &
 		pid=$!; pids+=($pid)
 		wait_tcp "$p"
-		t0=$(ticks "$pid")
+		t0=$(ticks "$pid"); scrape "$p" "$work/m0"
 		out=$("$work/new" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
 			-duration "$duration" -ramp "$ramp" -quiet)
-		t1=$(ticks "$pid")
+		t1=$(ticks "$pid"); scrape "$p" "$work/m1"
+		sync=$(estimate "$work/m0" "$work/m1" tictac_store_log_sync_seconds 0.99)
 		kill "$pid"; wait "$pid" 2>/dev/null || true
 		read -r _ _ p50 _ p99 p999 _ < <(grep '^ *opponent' <<<"$out")
 		rate=$(awk '/^moves\/s/ { print $2 }' <<<"$out")
 		steal=$(sed -n 's/.*steal \([0-9.]*\)%.*/\1/p' <<<"$out")
 		cpu=$(awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "%.2f", t / 100 / (d + r) }')
 		grep -q '^anomalies 0' <<<"$out" || { echo "$b: anomalies" >&2; grep -A5 '^anomalies' <<<"$out" >&2; }
-		printf "%-4s %9s %9s %9s %9s %9s %7s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" | tee -a "$results"
+		printf "%-4s %9s %9s %9s %9s %9s %7s %9s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" "$sync" | tee -a "$results"
 	done
 done
 echo "medians:"
 for b in old new; do
-	awk -v b="$b" '$1 == b { for (i = 2; i <= 7; i++) v[i, ++n[i]] = $i }
+	awk -v b="$b" '$1 == b { for (i = 2; i <= 8; i++) v[i, ++n[i]] = $i }
 		END {
 			printf "%-4s", b
-			for (i = 2; i <= 7; i++) {
+			for (i = 2; i <= 8; i++) {
 				m = n[i]
 				for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (v[i, y] + 0 < v[i, x] + 0) { t = v[i, x]; v[i, x] = v[i, y]; v[i, y] = t }
 				printf " %9s", (m % 2) ? v[i, (m + 1) / 2] : (v[i, m / 2] + v[i, m / 2 + 1]) / 2

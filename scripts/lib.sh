@@ -40,3 +40,29 @@ quantile() {
 			}
 		}' "$1" "$2"
 }
+# estimate prints quantile $4 of histogram $3 over what it gained from scrape
+# $1 to scrape $2, in ms, interpolated linearly within its bucket as
+# Prometheus's histogram_quantile does ("-" when it gained nothing).
+estimate() {
+	awk -v m="$3" -v q="$4" '
+		FNR == 1 { f++ }
+		index($0, m "_bucket{") == 1 {
+			le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
+			if (f == 1) a[le] = $NF; else { b[le] = $NF; order[++n] = le }
+		}
+		END {
+			total = b[order[n]] - a[order[n]]
+			if (total <= 0) { print "-"; exit }
+			below = 0
+			for (i = 1; i <= n; i++) {
+				c = b[order[i]] - a[order[i]]
+				if (c >= q * total) {
+					lo = i > 1 ? order[i-1] : 0
+					if (order[i] == "+Inf") { printf "%.3g\n", lo * 1000; exit }
+					printf "%.3g\n", (lo + (order[i] - lo) * (q * total - below) / (c - below)) * 1000
+					exit
+				}
+				below = c
+			}
+		}' "$1" "$2"
+}
