@@ -1,6 +1,8 @@
 package loadgen
 
 import (
+	"encoding/json"
+	"fmt"
 	"math/bits"
 	"sync/atomic"
 	"time"
@@ -122,4 +124,51 @@ func (s *HistogramSnapshot) Mean() time.Duration {
 		return 0
 	}
 	return s.Sum / time.Duration(s.N)
+}
+
+// histJSON is a snapshot as JSON: the non-empty buckets only, each as its
+// lowest value in µs and its count (see Bucket for a bucket's width).
+type histJSON struct {
+	N       uint64      `json:"n"`
+	SumUs   int64       `json:"sumUs"`
+	MaxUs   int64       `json:"maxUs"`
+	Buckets [][2]uint64 `json:"buckets"`
+}
+
+// MarshalJSON writes the snapshot with its non-empty buckets, so that a
+// report carries the whole distribution (tictac bench plot reads it back).
+func (s *HistogramSnapshot) MarshalJSON() ([]byte, error) {
+	h := histJSON{N: s.N, SumUs: s.Sum.Microseconds(), MaxUs: s.Max.Microseconds(), Buckets: [][2]uint64{}}
+	for i, c := range s.Counts {
+		if c > 0 {
+			low, _ := bucketRange(i)
+			h.Buckets = append(h.Buckets, [2]uint64{low, c})
+		}
+	}
+	return json.Marshal(h)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote. It refuses a bucket that does
+// not start where one of this histogram's buckets starts, and counts that
+// do not add up to n.
+func (s *HistogramSnapshot) UnmarshalJSON(b []byte) error {
+	var h histJSON
+	if err := json.Unmarshal(b, &h); err != nil {
+		return fmt.Errorf("histogram: %w", err)
+	}
+	counts := make([]uint64, numBuckets)
+	var n uint64
+	for _, bc := range h.Buckets {
+		i := bucketOf(bc[0])
+		if low, _ := bucketRange(i); low != bc[0] || i >= numBuckets {
+			return fmt.Errorf("histogram: no bucket starts at %d µs", bc[0])
+		}
+		counts[i] += bc[1]
+		n += bc[1]
+	}
+	if n != h.N {
+		return fmt.Errorf("histogram: buckets count %d values, n says %d", n, h.N)
+	}
+	*s = HistogramSnapshot{Counts: counts, N: n, Sum: time.Duration(h.SumUs) * time.Microsecond, Max: time.Duration(h.MaxUs) * time.Microsecond}
+	return nil
 }

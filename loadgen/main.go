@@ -22,6 +22,7 @@ modes:
   play    simulated players join, play random legal moves and rejoin; reports latencies
   idle    holds many open sockets; reports how many stayed open and the server's RSS
   relay   serves the floor relay, the minimal server every figure is read against
+  plot    draws the latency tails of several play runs, from their JSON reports, in one SVG
 
 Run "tictac bench <mode> -h" for a mode's flags.
 `
@@ -44,6 +45,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = mainIdle(ctx, args, stdout, stderr)
 	case "relay":
 		err = mainRelay(ctx, args, stdout, stderr)
+	case "plot":
+		err = mainPlot(args, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return nil
@@ -118,6 +121,7 @@ func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var cfg PlayConfig
 	common := addCommonFlags(fs, &cfg.Timeout, &cfg.Sources, &cfg.DialConcurrency, &cfg.AllowRemote)
 	hist := fs.String("hist", "", "write a latency histogram plot to this SVG `file`")
+	report := fs.String("report", "", "also write the report as JSON, histograms and all, to this `file` (for tictac bench plot)")
 	fs.IntVar(&cfg.Players, "players", 1000, fmt.Sprintf("simulated players (at most %d)", MaxPlayers))
 	fs.DurationVar(&cfg.Think, "think", time.Second, "think time before each move")
 	fs.Float64Var(&cfg.Jitter, "jitter", 0.5, "think time varies by ±this fraction")
@@ -144,6 +148,11 @@ func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *hist != "" {
 		if err := writeFile(*hist, rep.WriteSVG); err != nil {
+			return err
+		}
+	}
+	if *report != "" {
+		if err := writeFile(*report, rep.WriteJSON); err != nil {
 			return err
 		}
 	}

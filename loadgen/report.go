@@ -87,8 +87,8 @@ type Report struct {
 	Machine Machine `json:"machine"`
 
 	// MoverHist and OpponentHist are the histograms the latencies come from.
-	MoverHist    *HistogramSnapshot `json:"-"`
-	OpponentHist *HistogramSnapshot `json:"-"`
+	MoverHist    *HistogramSnapshot `json:"moverHist,omitempty"`
+	OpponentHist *HistogramSnapshot `json:"opponentHist,omitempty"`
 }
 
 // Err returns an error wrapping ErrAnomalies, listing the first anomalies,

@@ -6,7 +6,9 @@
 #
 #   scripts/bench-replica.sh [think times...]   default: 1s 200ms 0
 #
-# Env: PLAYERS (1000), DURATION (20s), RAMP (3s), both in whole seconds.
+# Env: PLAYERS (1000), DURATION (20s), RAMP (3s), both in whole seconds;
+# PLOTS=dir keeps each run's JSON report there and draws, for each think
+# time, the three runs' opponent latency tails in one SVG (think-1s.svg...).
 # Everything listens on 127.0.0.1 only and stops by itself. Each run prints
 # the load generator's summary (with the machine's busy and steal time), the
 # server's CPU over the run and, for tictac, from its own metrics over the
@@ -21,6 +23,7 @@ thinks=("$@")
 . scripts/lib.sh
 
 scripts/build.sh "$work/tictac"
+[ -z "${PLOTS:-}" ] || mkdir -p "$PLOTS"
 n=0
 for think in "${thinks[@]}"; do
 	for server in relay soft fsync; do
@@ -40,7 +43,7 @@ for think in "${thinks[@]}"; do
 			(sleep "$(awk -v r="${ramp%s}" -v d="${duration%s}" 'BEGIN { print r + d - 0.3 }')"; scrape "$p" "$work/m1") & scrapes+=($!)
 		fi
 		"$work/tictac" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
-			-duration "$duration" -ramp "$ramp" -quiet
+			-duration "$duration" -ramp "$ramp" -quiet ${PLOTS:+-report "$PLOTS/think-$think-$server.json"}
 		t1=$(ticks "$pid")
 		awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "server CPU %.2f core (over the ramp and the run)\n", t / 100 / (d + r) }'
 		if [ "$server" != relay ]; then
@@ -52,4 +55,10 @@ for think in "${thinks[@]}"; do
 		fi
 		kill "$pid"; wait "$pid" 2>/dev/null || true
 	done
+	if [ -n "${PLOTS:-}" ]; then
+		"$work/tictac" bench plot -o "$PLOTS/think-$think.svg" \
+			-title "opponent latency, $players players, think $think, one replica ($(date -u +%F))" \
+			relay="$PLOTS/think-$think-relay.json" soft="$PLOTS/think-$think-soft.json" fsync="$PLOTS/think-$think-fsync.json"
+		echo "plot: $PLOTS/think-$think.svg"
+	fi
 done
