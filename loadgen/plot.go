@@ -125,6 +125,7 @@ func WriteTailSVG(w io.Writer, title string, runs []PlotRun) error {
 			if d < hiDec {
 				xm := xAt(m * math.Pow(10, float64(d)))
 				fmt.Fprintf(&buf, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#eee"/>`+"\n", xm, xm, top, top+plotH)
+				fmt.Fprintf(&buf, `<text x="%.1f" y="%d" text-anchor="middle" font-size="10" fill="#888">%.0f</text>`+"\n", xm, top+plotH+16, m)
 			}
 		}
 	}
