@@ -76,7 +76,7 @@ if [ -n "${REQLITE_SLOW_MS:-}" ]; then
 	awk '/^slow query / {
 		ms = $3; kind = substr($0, index($0, ": ") + 2)
 		gsub(/"[a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9]+"/, "ID", kind) # ids, not table names
-		gsub(/\[2,\[[0-9]+(,[0-9]+)*\]\]/, "[2,[V]]", kind) # a function's variables
+		gsub(/\[2,\[[0-9]+(,[0-9]+)*\]\]/, "[2,[V]]", kind) # the variables of a function
 		gsub(/\[\[14,\["tictac"\]\],/, "", kind)
 		kind = substr(kind, 1, 60)
 		n[kind]++; sum[kind] += ms; if (ms > mx[kind]) mx[kind] = ms
