@@ -211,16 +211,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 // It returns an error if the socket closed before that.
 func hold(ctx context.Context, conn *websocket.Conn, cfg *IdleConfig, frames, sessions *atomic.Int64) error {
 	defer conn.CloseNow()
-	closed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(closed)
-		conn.Close(websocket.StatusGoingAway, "bench over")
-	})
-	defer func() {
-		if !stop() {
-			<-closed
-		}
-	}()
+	defer closeAtEnd(ctx, conn)()
 	send := func(what, frame string) error {
 		wctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
@@ -261,6 +252,23 @@ func hold(ctx context.Context, conn *websocket.Conn, cfg *IdleConfig, frames, se
 			sessions.Add(1)
 		}
 		frames.Add(1)
+	}
+}
+
+// closeAtEnd closes conn properly (going away) once ctx is done, so that
+// reads need no context: a cancelled read context kills a socket without a
+// close frame. The func it returns, deferred, waits for that close if it
+// began, and stops it from beginning otherwise.
+func closeAtEnd(ctx context.Context, conn *websocket.Conn) func() {
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		conn.Close(websocket.StatusGoingAway, "bench over")
+	})
+	return func() {
+		if !stop() {
+			<-closed
+		}
 	}
 }
 

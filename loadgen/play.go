@@ -389,18 +389,7 @@ func (p *player) session(ctx context.Context, conn *websocket.Conn) error {
 	defer r.connected.Add(-1)
 	p.conn = conn
 	defer conn.CloseNow()
-	// Reads use no context (a cancelled read context kills the socket without
-	// a close frame); the end of the run closes the socket properly instead.
-	closed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(closed)
-		conn.Close(websocket.StatusGoingAway, "bench over")
-	})
-	defer func() {
-		if !stop() {
-			<-closed
-		}
-	}()
+	defer closeAtEnd(ctx, conn)()
 	p.timedOut.Store(false)
 	p.watchdog = time.AfterFunc(time.Hour, func() {
 		if ctx.Err() == nil && p.timedOut.CompareAndSwap(false, true) {

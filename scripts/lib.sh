@@ -22,29 +22,12 @@ scrape() { curl -sf "http://127.0.0.1:$1/metrics" >"$2" || : >"$2"; }
 # it gained from scrape $1 to scrape $2: the bounds of its bucket, "lo-hi"
 # ("-" when it gained nothing). Prometheus histograms only know buckets:
 # tictac's latency buckets grow by about 1.9 times, the Go scheduler's by 11.
-quantile() {
-	awk -v m="$3" -v q="$4" '
-		FNR == 1 { f++ }
-		index($0, m "_bucket{") == 1 {
-			le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
-			if (f == 1) a[le] = $NF; else { b[le] = $NF; order[++n] = le }
-		}
-		END {
-			total = b[order[n]] - a[order[n]]
-			if (total <= 0) { print "-"; exit }
-			for (i = 1; i <= n; i++) if (b[order[i]] - a[order[i]] >= q * total) {
-				lo = i > 1 ? order[i-1] * 1000 : 0
-				if (order[i] == "+Inf") printf ">%.3g\n", lo
-				else printf "%.3g-%.3g\n", lo, order[i] * 1000
-				exit
-			}
-		}' "$1" "$2"
-}
-# estimate prints quantile $4 of histogram $3 over what it gained from scrape
-# $1 to scrape $2, in ms, interpolated linearly within its bucket as
-# Prometheus's histogram_quantile does ("-" when it gained nothing).
-estimate() {
-	awk -v m="$3" -v q="$4" '
+quantile() { hist_quantile range "$@"; }
+# estimate prints the same quantile as one figure in ms, interpolated
+# linearly within its bucket as Prometheus's histogram_quantile does.
+estimate() { hist_quantile estimate "$@"; }
+hist_quantile() {
+	awk -v how="$1" -v m="$4" -v q="$5" '
 		FNR == 1 { f++ }
 		index($0, m "_bucket{") == 1 {
 			le = $0; sub(/.*le="/, "", le); sub(/".*/, "", le)
@@ -58,11 +41,12 @@ estimate() {
 				c = b[order[i]] - a[order[i]]
 				if (c >= q * total) {
 					lo = i > 1 ? order[i-1] : 0
-					if (order[i] == "+Inf") { printf "%.3g\n", lo * 1000; exit }
-					printf "%.3g\n", (lo + (order[i] - lo) * (q * total - below) / (c - below)) * 1000
+					if (order[i] == "+Inf") printf ">%.3g\n", lo * 1000
+					else if (how == "range") printf "%.3g-%.3g\n", lo * 1000, order[i] * 1000
+					else printf "%.3g\n", (lo + (order[i] - lo) * (q * total - below) / (c - below)) * 1000
 					exit
 				}
 				below = c
 			}
-		}' "$1" "$2"
+		}' "$2" "$3"
 }
