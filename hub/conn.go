@@ -83,7 +83,8 @@ func newConn(h *Hub, ws *websocket.Conn, raw net.Conn, player string) *conn {
 // goroutine parked in a read uses more than that of 8 KiB. So the goroutine
 // that waits for the next frame is always a new one, with a small stack: a
 // page that said hello and went idle costs what a silent socket costs.
-// Starting a goroutine costs less than a microsecond a frame.
+// A new goroutine, and its stack grown again, cost about 2 µs a frame
+// (BENCHMARKS.md, Session 6).
 func (c *conn) serve(done func()) {
 	if err := c.next(); err != nil {
 		c.logClose(err)
