@@ -242,7 +242,7 @@ func hold(ctx context.Context, conn *websocket.Conn, cfg *IdleConfig, frames, se
 		n, err := io.ReadFull(r, head[:])
 		if err == nil {
 			_, err = io.Copy(io.Discard, r)
-		} else if err == io.ErrUnexpectedEOF { // a frame shorter than the prefix
+		} else if err == io.ErrUnexpectedEOF || err == io.EOF { // a frame shorter than the prefix
 			err = nil
 		}
 		if err != nil && ctx.Err() == nil {
