@@ -18,6 +18,9 @@ export PATH="$PATH:/usr/sbin:/sbin"
 if [ -n "${TICTAC:-}" ]; then cp "$TICTAC" "$work/tictac"; else scripts/build.sh "$work/tictac"; fi
 rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
 qport=$(port); REQLITE_SLOW_MS=${REQLITE_SLOW_MS:-} node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
+qpid=$!
+# cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 wait_tcp "$rport"; wait_tcp "$qport"
 
 upstreams=""
@@ -44,7 +47,13 @@ nginx -p "$work/nginx" -c "$work/nginx.conf" -e stderr -g "daemon off; pid $work
 wait_tcp "$nport"
 
 echo "stack: redis :$rport, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
+q0=$(cpu_ticks "$qpid"); t0=$(date +%s.%N)
 "$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" "$@"
+q1=$(cpu_ticks "$qpid"); t1=$(date +%s.%N)
+# reqlite runs one query at a time on one thread: near 100% of a core, it is
+# the bottleneck, and moves queue behind it.
+awk -v q="$((q1 - q0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" \
+	'BEGIN { printf "reqlite: %.1f s of CPU in %.1f s (%.0f%% of one core)\n", q / hz, t1 - t0, 100 * q / hz / (t1 - t0) }'
 
 # Where the time went: sums and counts of each histogram over the replicas.
 echo

@@ -66,8 +66,8 @@ type RethinkOptions struct {
 	// FlushInterval is how often the replica writes its presence (its
 	// players online); 200ms if zero. Every 5 intervals it adds the counts of
 	// the games it wrote to the counters (four writes at most, however many
-	// games), and every 50 (at least 1s) it counts the games that replicas
-	// gone left uncounted.
+	// games; a game's moves alone wait up to 25 intervals), and every 50 (at
+	// least 1s) it counts the games that replicas gone left uncounted.
 	FlushInterval time.Duration
 	// Registerer, when set, gets the store's metrics: the games it read.
 	Registerer prometheus.Registerer
@@ -548,7 +548,7 @@ func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
 	if err != nil {
 		return Game{}, err
 	}
-	s.owe(&g)
+	s.owe(nil, &g)
 	return g, nil
 }
 
@@ -766,7 +766,7 @@ func (s *Rethink) apply(ctx context.Context, before Game, fn func(*Game) error) 
 		wctx, cancel := writeCtx(ctx)
 		ok, cur, err := s.cas(wctx, &before, &g)
 		if err == nil && ok {
-			s.owe(&g)
+			s.owe(&before, &g)
 			s.enterPlayers(wctx, &before, &g)
 		}
 		cancel()
@@ -865,7 +865,7 @@ func (s *Rethink) Create(ctx context.Context, g Game) (Game, error) {
 	if _, err := runWrite[doc](wctx, s.sess, s.games().Insert(insertDoc(&g))); err != nil {
 		return Game{}, fmt.Errorf("create game %s: %w", g.ID, err)
 	}
-	s.owe(&g)
+	s.owe(nil, &g)
 	s.enterPlayers(wctx, nil, &g)
 	return g, nil
 }

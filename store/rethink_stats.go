@@ -128,10 +128,30 @@ func (s *Rethink) countEvery() time.Duration { return 5 * s.flush }
 // games table: not too often.
 func (s *Rethink) recoverEvery() time.Duration { return max(50*s.flush, time.Second) }
 
+// countLag is how long a game may owe only moves before its writer counts
+// it. TotalMoves is the one counter that changes with every move, and each
+// count rewrites the game twice (claim, settle): counted at every
+// countEvery, a game at human pace was rewritten twice for each of its
+// moves. So a write that changes any other counter (a game starts, ends)
+// is counted at the next countEvery, and moves alone wait up to countLag,
+// to go with the next count of their game. It stays under recoverEvery, so
+// that recovery never takes for dead a game whose writer only lets it wait.
+func (s *Rethink) countLag() time.Duration { return s.recoverEvery() / 2 }
+
 // owedGame is a game this replica wrote whose counts it has not added yet.
 type owedGame struct {
 	version int64
 	want    Stats
+	since   time.Time // when it began to owe, on s.now's clock
+	urgent  bool      // a write owed changes more than TotalMoves
+}
+
+// movesOnly reports whether the write from before to after changes no
+// counter but TotalMoves.
+func movesOnly(before, after *Game) bool {
+	d := delta(before, after)
+	d[TotalMoves] = 0
+	return d == Stats{}
 }
 
 // claimDoc is a game's claim by a batch (step 1).
@@ -176,12 +196,19 @@ func unvec(v []int64) Stats {
 	return st
 }
 
-// owe notes that g's counts are to be added.
-func (s *Rethink) owe(g *Game) {
+// owe notes that g's counts are to be added; before is g as it was before
+// this replica's write, or nil if unknown (a new game, a game recovered).
+func (s *Rethink) owe(before, g *Game) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if o, ok := s.owed[g.ID]; !ok || o.version < g.Version {
-		s.owed[g.ID] = owedGame{version: g.Version, want: Expected(g)}
+	o, ok := s.owed[g.ID]
+	if !ok {
+		o.since = s.now()
+	}
+	if !ok || o.version < g.Version {
+		o.version, o.want = g.Version, Expected(g)
+		o.urgent = o.urgent || before == nil || !movesOnly(before, g)
+		s.owed[g.ID] = o
 	}
 }
 
@@ -199,22 +226,29 @@ func (s *Rethink) register(ctx context.Context) error {
 }
 
 // flushCounts carries the current batch as far as it goes, or starts one
-// with the owed games. It stops at the first failure; the next call resumes.
-func (s *Rethink) flushCounts(ctx context.Context) {
+// with the owed games: all of them, or (unless all) those that cannot wait
+// (see countLag). It stops at the first failure; the next call resumes.
+func (s *Rethink) flushCounts(ctx context.Context, all bool) {
 	if s.batch == nil {
 		s.mu.Lock()
 		if len(s.owed) == 0 || s.writer == "" {
 			s.mu.Unlock()
 			return
 		}
+		now := s.now()
 		b := &countBatch{k: NewID(), w: s.writer, step: 1, games: map[string]owedGame{}, from: map[string]Stats{}}
 		for id, g := range s.owed {
 			if len(b.games) == maxCountBatch {
 				break // the rest next time
 			}
-			b.games[id] = g
+			if all || g.urgent || now.Sub(g.since) >= s.countLag() {
+				b.games[id] = g
+			}
 		}
 		s.mu.Unlock()
+		if len(b.games) == 0 {
+			return
+		}
 		s.batch = b
 	}
 	b := s.batch
@@ -524,7 +558,7 @@ func (s *Rethink) recoverCounts(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("recover counts: %w", err)
 		}
-		s.owe(&g)
+		s.owe(nil, &g)
 	}
 	if len(take) > 0 || len(settle) > 0 {
 		s.log.Info("recovering stats counts", "owed", len(take), "settled", len(settle))
@@ -549,9 +583,9 @@ func (s *Rethink) flushLoop(ctx context.Context) {
 		case <-ctx.Done():
 			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			s.flushCounts(wctx)
+			s.flushCounts(wctx, true)
 			if s.batch == nil {
-				s.flushCounts(wctx) // games the last batch had to leave
+				s.flushCounts(wctx, true) // games the last batch had to leave
 			}
 			if _, err := s.db.Table(tableStats).Get(presencePrefix+s.replica).Delete().RunWrite(s.countSess, r.RunOpts{Context: wctx}); err != nil {
 				s.log.Warn("remove presence", "replica", s.replica, "err", err)
@@ -572,7 +606,7 @@ func (s *Rethink) flushLoop(ctx context.Context) {
 		// last interval are counted at once. A batch under way goes on.
 		if s.batch != nil || time.Since(lastCount) >= s.countEvery() {
 			lastCount = time.Now()
-			s.flushCounts(wctx)
+			s.flushCounts(wctx, false)
 		}
 		s.mu.Lock()
 		online, dirty, writer := s.online, s.dirty, s.writer

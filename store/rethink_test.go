@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1032,4 +1033,62 @@ func TestRethinkRevokedWriterCountsOnce(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second) // a recovery or two more: nothing counts twice
 	converge(t, []*store.Rethink{a}, want)
+}
+
+// TestRethinkMovesWaitForACount checks when a replica counts the games it
+// wrote: a game's start and end at its next count, its moves alone only once
+// they have waited countLag (1.25 s on the store's clock at a FlushInterval
+// of 50 ms), and everything it owes when it closes.
+func TestRethinkMovesWaitForACount(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	db := newDB()
+	t0 := time.Now()
+	var skew atomic.Int64 // the store's clock stands still unless moved
+	a := openRethink(t, addr, db, func(o *store.RethinkOptions) {
+		o.Now = func() time.Time { return t0.Add(time.Duration(skew.Load())) }
+	})
+	ctx := t.Context()
+	join := func(x, o string) string {
+		t.Helper()
+		w, err := a.Join(ctx, x, store.NewID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Join(ctx, o, store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+		return w.ID
+	}
+	move := func(id, p string, x, y int) {
+		t.Helper()
+		if _, err := a.Move(ctx, id, p, x, y, store.NewID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	g1 := join("x1", "o1")
+	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 1, store.GamesInProgress: 1})
+	move(g1, "x1", 0, 0)
+	// A game that starts after the move is counted at the next count: the
+	// count that takes it passes the move by (converge wants TotalMoves 0).
+	g2 := join("x2", "o2")
+	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 2, store.GamesInProgress: 2})
+
+	skew.Store(int64(2 * time.Second)) // the move has waited long enough
+	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 2, store.TotalMoves: 1, store.GamesInProgress: 2})
+
+	// A game that ends is counted at once, whatever the clock.
+	if _, err := a.Leave(ctx, g1, "o1"); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 2, store.TotalMoves: 1, store.AbandonedGames: 1, store.GamesInProgress: 1})
+
+	// Closing counts the moves still waiting.
+	move(g2, "x2", 1, 1)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := openRethink(t, addr, db)
+	converge(t, []*store.Rethink{b}, store.Stats{store.TotalGames: 2, store.TotalMoves: 2, store.AbandonedGames: 1, store.GamesInProgress: 1})
 }
