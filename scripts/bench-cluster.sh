@@ -19,8 +19,6 @@ if [ -n "${TICTAC:-}" ]; then cp "$TICTAC" "$work/tictac"; else scripts/build.sh
 rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
 qport=$(port); REQLITE_SLOW_MS=${REQLITE_SLOW_MS:-} node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
 qpid=$!
-# cpu_ticks PID: the user and system CPU time PID has used, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 wait_tcp "$rport"; wait_tcp "$qport"
 
 upstreams=""
@@ -47,9 +45,9 @@ nginx -p "$work/nginx" -c "$work/nginx.conf" -e stderr -g "daemon off; pid $work
 wait_tcp "$nport"
 
 echo "stack: redis :$rport, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
-q0=$(cpu_ticks "$qpid"); t0=$(date +%s.%N)
+q0=$(ticks "$qpid"); t0=$(date +%s.%N)
 "$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" "$@"
-q1=$(cpu_ticks "$qpid"); t1=$(date +%s.%N)
+q1=$(ticks "$qpid"); t1=$(date +%s.%N)
 # reqlite runs one query at a time on one thread: near 100% of a core, it is
 # the bottleneck, and moves queue behind it.
 awk -v q="$((q1 - q0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" \
