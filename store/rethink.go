@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -808,32 +809,78 @@ func backoff(ctx context.Context, attempt int) error {
 // version (a document written before versions existed has version 0). It
 // reports whether it did and, when it did not, the game as it is now. It
 // returns ErrNotFound if the game is gone.
+//
+// The write sends only what changed (a move: its board's new entry appended
+// to moves, the version, the status when it ends), not the whole document,
+// and asks for no changes back: a refused write, rare since the replica of
+// the player who moves next holds the game as stored, reads the game
+// afterwards. On the RethinkDB stand-in that made a move's write 0.8 times
+// as long (sending less) and then 0.6 times (returning nothing).
 func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, Game, error) {
 	// The counting fields (see flushCounts) are the store's, not the game's:
 	// they are kept, with owed set if the change counts for anything. A
 	// document from before they existed was counted as it was.
 	// (owed is true or absent, so the stored one never unsets it.)
-	next := encodeDoc(after)
-	next["counted"] = vec(Expected(before))
-	if delta(before, after) != (Stats{}) {
-		next["owed"] = true
+	prev, next := encodeDoc(before), encodeDoc(after)
+	counted, owed := vec(Expected(before)), delta(before, after) != (Stats{})
+	var q r.Term
+	if patch, ok := patchDoc(prev, next); ok {
+		q = s.games().Get(before.ID).Update(func(d r.Term) any {
+			if n := len(before.History); len(after.History) == n+1 && movesEqual(prev["moves"], next["moves"], n) {
+				patch["moves"] = d.Field("moves").Append(next["moves"].([]moveDoc)[n])
+			}
+			patch["counted"] = d.Field("counted").Default(counted)
+			if owed {
+				patch["owed"] = true
+			}
+			return r.Branch(d.Field("version").Default(0).Eq(before.Version), patch, map[string]any{})
+		})
+	} else {
+		next["counted"] = counted
+		if owed {
+			next["owed"] = true
+		}
+		q = s.games().Get(before.ID).Replace(func(d r.Term) any {
+			return r.Branch(d.Eq(nil), nil,
+				r.Branch(d.Field("version").Default(0).Eq(before.Version), r.Expr(next).Merge(d.Pluck("counted", "claim", "owed")), d))
+		})
 	}
-	w, err := runWrite[doc](ctx, s.sess, s.games().Get(before.ID).Replace(func(d r.Term) any {
-		return r.Branch(d.Eq(nil), nil,
-			r.Branch(d.Field("version").Default(0).Eq(before.Version), r.Expr(next).Merge(d.Pluck("counted", "claim", "owed")), d))
-	}, r.ReplaceOpts{ReturnChanges: "always"}))
+	w, err := runWrite[doc](ctx, s.sess, q)
 	if err != nil {
 		return false, Game{}, err
 	}
 	if w.Replaced == 1 {
 		return true, Game{}, nil
 	}
-	if cur := w.new(); cur != nil {
-		g, err := fromDoc(cur)
-		return false, g, err
-	}
 	g, err := s.load(ctx, before.ID)
 	return false, g, err
+}
+
+// patchDoc returns the fields of document next that differ from prev's, for
+// an update, or false if next lacks one of prev's (only a replace drops one).
+func patchDoc(prev, next map[string]any) (map[string]any, bool) {
+	patch := map[string]any{}
+	for k, v := range prev {
+		w, ok := next[k]
+		if !ok {
+			return nil, false
+		}
+		if !reflect.DeepEqual(v, w) {
+			patch[k] = w
+		}
+	}
+	for k, w := range next {
+		if _, ok := prev[k]; !ok {
+			patch[k] = w
+		}
+	}
+	return patch, true
+}
+
+// movesEqual reports whether the first n moves of a and b are the same.
+func movesEqual(a, b any, n int) bool {
+	x, y := a.([]moveDoc), b.([]moveDoc)
+	return len(x) >= n && len(y) >= n && slices.Equal(x[:n], y[:n])
 }
 
 // Create stores a new game: a friend's game waiting with its invite code, a
