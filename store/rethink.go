@@ -820,7 +820,6 @@ func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, Game, err
 	// The counting fields (see flushCounts) are the store's, not the game's:
 	// they are kept, with owed set if the change counts for anything. A
 	// document from before they existed was counted as it was.
-	// (owed is true or absent, so the stored one never unsets it.)
 	prev, next := encodeDoc(before), encodeDoc(after)
 	counted, owed := vec(Expected(before)), delta(before, after) != (Stats{})
 	var q r.Term
@@ -837,12 +836,17 @@ func (s *Rethink) cas(ctx context.Context, before, after *Game) (bool, Game, err
 		})
 	} else {
 		next["counted"] = counted
-		if owed {
-			next["owed"] = true
-		}
 		q = s.games().Get(before.ID).Replace(func(d r.Term) any {
+			// owed is true, null or absent: the stored one stays unless
+			// this change sets it.
+			keep := d.Pluck("counted", "claim")
+			if owed {
+				keep = keep.Merge(map[string]any{"owed": true})
+			} else {
+				keep = keep.Merge(map[string]any{"owed": d.Field("owed").Default(nil)})
+			}
 			return r.Branch(d.Eq(nil), nil,
-				r.Branch(d.Field("version").Default(0).Eq(before.Version), r.Expr(next).Merge(d.Pluck("counted", "claim", "owed")), d))
+				r.Branch(d.Field("version").Default(0).Eq(before.Version), r.Expr(next).Merge(keep), d))
 		})
 	}
 	w, err := runWrite[doc](ctx, s.sess, q)

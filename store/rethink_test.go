@@ -1092,3 +1092,41 @@ func TestRethinkMovesWaitForACount(t *testing.T) {
 	b := openRethink(t, addr, db)
 	converge(t, []*store.Rethink{b}, store.Stats{store.TotalGames: 2, store.TotalMoves: 2, store.AbandonedGames: 1, store.GamesInProgress: 1})
 }
+
+// TestRethinkWriteDropsAField: a change that empties an optional field is
+// written as a replace of the whole document (an update cannot drop a
+// field), which keeps the counting fields: the move before it, still owed
+// (the store's clock stands still, so its count waits), is counted when the
+// store closes.
+func TestRethinkWriteDropsAField(t *testing.T) {
+	t.Parallel()
+	addr := testenv.RethinkDB(t)
+	db := newDB()
+	t0 := time.Now()
+	a := openRethink(t, addr, db, func(o *store.RethinkOptions) { o.Now = func() time.Time { return t0 } })
+	ctx := t.Context()
+	w, err := a.Join(ctx, "x", store.NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Join(ctx, "o", store.NewID()); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 1, store.GamesInProgress: 1})
+	if _, err := a.Move(ctx, w.ID, "x", 0, 0, "m1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, next := range []string{"later", ""} {
+		if _, err := a.Update(ctx, w.ID, func(g *store.Game) error { g.Next = next; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := openRethink(t, addr, db)
+	if g, err := b.Game(ctx, w.ID); err != nil || g.Next != "" || g.Moves != 1 || g.Version != w.Version+4 {
+		t.Fatalf("stored game: next %q, %d moves, version %d, %v; want no next, 1 move, version %d", g.Next, g.Moves, g.Version, err, w.Version+4)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	converge(t, []*store.Rethink{b}, store.Stats{store.TotalGames: 1, store.TotalMoves: 1, store.GamesInProgress: 1})
+}
