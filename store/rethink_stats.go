@@ -145,7 +145,9 @@ type owedGame struct {
 	version int64
 	want    Stats
 	since   time.Time // when it began to owe, on s.now's clock
-	urgent  bool      // a write owed changes more than TotalMoves
+	// urgent is the version of the last write owed that changes more than
+	// TotalMoves, or 0.
+	urgent int64
 }
 
 // movesOnly reports whether the write from before to after changes no
@@ -209,7 +211,9 @@ func (s *Rethink) owe(before, g *Game) {
 	}
 	if !ok || o.version < g.Version {
 		o.version, o.want = g.Version, Expected(g)
-		o.urgent = o.urgent || before == nil || !movesOnly(before, g)
+		if before == nil || !movesOnly(before, g) {
+			o.urgent = g.Version
+		}
 		s.owed[g.ID] = o
 	}
 }
@@ -243,7 +247,7 @@ func (s *Rethink) flushCounts(ctx context.Context, all bool) {
 			if len(b.games) == maxCountBatch {
 				break // the rest next time
 			}
-			if all || g.urgent || now.Sub(g.since) >= s.countLag() {
+			if all || g.urgent > 0 || now.Sub(g.since) >= s.countLag() {
 				b.games[id] = g
 			}
 		}
@@ -267,13 +271,7 @@ func (s *Rethink) flushCounts(ctx context.Context, all bool) {
 			err = s.forget(ctx, []string{b.k})
 		default:
 			s.batch = nil
-			s.mu.Lock()
-			for id, g := range b.games {
-				if o, ok := s.owed[id]; ok && o.version <= g.version {
-					delete(s.owed, id)
-				}
-			}
-			s.mu.Unlock()
+			s.counted(b)
 			return
 		}
 		if err == nil {
@@ -282,6 +280,28 @@ func (s *Rethink) flushCounts(ctx context.Context, all bool) {
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("write stats", "step", b.step, "err", err)
+	}
+}
+
+// counted drops from the owed games those that batch b counted, unless
+// written again meanwhile: what such a game owes began then, and is urgent
+// only for an urgent write since.
+func (s *Rethink) counted(b *countBatch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for id, g := range b.games {
+		o, ok := s.owed[id]
+		switch {
+		case ok && o.version <= g.version:
+			delete(s.owed, id)
+		case ok:
+			if o.urgent <= g.version {
+				o.urgent = 0
+			}
+			o.since = now
+			s.owed[id] = o
+		}
 	}
 }
 
