@@ -406,7 +406,8 @@ var errGone = errors.New("waiting game gone")
 //  2. If the queue held this player's own game, return it.
 //  3. If the queue was empty, insert the new Waiting game, then enqueue it
 //     only if the queue is still empty. If another player enqueued first,
-//     delete the new game and go back to 1 to pair with them.
+//     take their game in that same write and pair as in 1 (deleting the new
+//     game), or go back to 1 if it is gone.
 //
 // First of all, a player seated in a quick game in progress gets that game
 // back: its seat is recorded before the write that takes it (before 1's pair
@@ -493,8 +494,11 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 				return Game{}, err
 			}
 		}
+		// Enqueue ours; or, if another player enqueued meanwhile, take
+		// theirs in the same write, as step 1 would.
 		q, err = s.swapQueue(ctx, func(q r.Term) r.Term {
-			return r.Branch(q.Field("game").Eq(""), map[string]any{"id": queueID, "game": newID, "player": player}, q)
+			return r.Branch(q.Field("game").Eq(""), map[string]any{"id": queueID, "game": newID, "player": player},
+				r.Branch(q.Field("player").Ne(player), emptyQueue, q))
 		})
 		if err != nil {
 			drop()
@@ -507,6 +511,12 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 			drop()
 			return s.load(ctx, q.Game)
 		}
+		g, err := s.pair(ctx, q.Game, player)
+		if errors.Is(err, errGone) {
+			continue
+		}
+		drop()
+		return g, err
 	}
 	drop()
 	return Game{}, ErrConflict
