@@ -118,6 +118,21 @@ func (s *HistogramSnapshot) Quantile(q float64) time.Duration {
 	return s.Max
 }
 
+// Since returns what s holds that prev, an earlier snapshot of the same
+// histogram, did not: the latencies recorded in between. Its Max is s's,
+// an upper bound.
+func (s *HistogramSnapshot) Since(prev *HistogramSnapshot) *HistogramSnapshot {
+	d := &HistogramSnapshot{Counts: make([]uint64, len(s.Counts)), Sum: s.Sum - prev.Sum, Max: s.Max}
+	for i, c := range s.Counts {
+		if i < len(prev.Counts) {
+			c -= min(c, prev.Counts[i])
+		}
+		d.Counts[i] = c
+		d.N += c
+	}
+	return d
+}
+
 // Mean returns the average latency, or 0 when empty.
 func (s *HistogramSnapshot) Mean() time.Duration {
 	if s.N == 0 {

@@ -111,3 +111,31 @@ func TestHistogramConcurrent(t *testing.T) {
 		t.Errorf("Mean = %v, want %v", got, want)
 	}
 }
+
+// TestHistogramSince: the difference of two snapshots holds what was
+// recorded between them, so the progress line's last-second p99 shows a
+// stall that the run's p99 so far would hide.
+func TestHistogramSince(t *testing.T) {
+	h := NewHistogram()
+	for range 1000 {
+		h.Record(time.Millisecond)
+	}
+	before := h.Snapshot()
+	for range 100 {
+		h.Record(200 * time.Millisecond)
+	}
+	after := h.Snapshot()
+	d := after.Since(before)
+	if d.N != 100 || d.Sum != 100*200*time.Millisecond {
+		t.Fatalf("since: N %d, sum %v; want 100, 20s", d.N, d.Sum)
+	}
+	if p50 := d.Quantile(0.5); p50 < 190*time.Millisecond || p50 > 210*time.Millisecond {
+		t.Errorf("the last second's p50 = %v, want about 200ms", p50)
+	}
+	if all := after.Quantile(0.5); all > 2*time.Millisecond {
+		t.Errorf("the run's p50 = %v, want about 1ms", all)
+	}
+	if e := after.Since(after); e.N != 0 || e.Quantile(0.99) != 0 {
+		t.Errorf("a snapshot since itself: N %d, p99 %v; want empty", e.N, e.Quantile(0.99))
+	}
+}

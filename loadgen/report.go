@@ -274,17 +274,19 @@ func (r *run) progress(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	var lastMoves int64
+	last := r.mover.Snapshot()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		moves := r.movesAll.Load()
-		line := fmt.Sprintf("%5.0fs  conn %d  moves/s %d  games %d  err %d  timeouts %d  p99 %s",
+		moves, now := r.movesAll.Load(), r.mover.Snapshot()
+		// The run's p99 so far, and the last second's, where a stall shows.
+		line := fmt.Sprintf("%5.0fs  conn %d  moves/s %d  games %d  err %d  timeouts %d  p99 %s (last 1s %s)",
 			r.now().Seconds(), r.connected.Load(), moves-lastMoves, r.finished.Load(),
-			r.errorsN.Load(), r.timeouts.Load(), fmtDur(r.mover.Snapshot().Quantile(0.99)))
-		lastMoves = moves
+			r.errorsN.Load(), r.timeouts.Load(), fmtDur(now.Quantile(0.99)), fmtDur(now.Since(last).Quantile(0.99)))
+		lastMoves, last = moves, now
 		writeProgress(r.cfg.Progress, r.cfg.Terminal, line)
 	}
 }
