@@ -187,6 +187,11 @@ func TestBrowser(t *testing.T) {
 		}
 		a.waitText("#status", "You won")
 		b.waitText("#status", "You lost")
+		// The first game of the cluster: the page's live stats count it (on
+		// RethinkDB about a second after it ends).
+		for stat, want := range map[string]string{"totalGames": "1", "totalMoves": "5", "wonByX": "1", "gamesInProgress": "0"} {
+			a.waitText(`#stats [data-id="`+stat+`"] dd`, want)
+		}
 		a.shot("won")
 		b.shot("lost")
 	})
