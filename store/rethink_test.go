@@ -571,6 +571,20 @@ func converge(t *testing.T, stores []*store.Rethink, want store.Stats) {
 	}
 }
 
+// pairUp has x and o join quick matches on s, in that order, and returns
+// the game x waited in (as it waited: the pairing is the next version).
+func pairUp(t *testing.T, s *store.Rethink, x, o string) store.Game {
+	t.Helper()
+	w, err := s.Join(t.Context(), x, store.NewID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.Join(t.Context(), o, store.NewID()); err != nil || g.ID != w.ID {
+		t.Fatalf("%s joins: game %s, %v; want %s's", o, g.ID, err, x)
+	}
+	return w
+}
+
 func online(t *testing.T, s *store.Rethink, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -1010,13 +1024,7 @@ func TestRethinkRevokedWriterCountsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	w, err := a.Join(ctx, "x", store.NewID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Join(ctx, "o", store.NewID()); err != nil {
-		t.Fatal(err)
-	}
+	w := pairUp(t, a, "x", "o")
 	if _, err := a.Move(ctx, w.ID, "x", 1, 1, "m1"); err != nil {
 		t.Fatal(err)
 	}
@@ -1049,17 +1057,6 @@ func TestRethinkMovesWaitForACount(t *testing.T) {
 		o.Now = func() time.Time { return t0.Add(time.Duration(skew.Load())) }
 	})
 	ctx := t.Context()
-	join := func(x, o string) string {
-		t.Helper()
-		w, err := a.Join(ctx, x, store.NewID())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.Join(ctx, o, store.NewID()); err != nil {
-			t.Fatal(err)
-		}
-		return w.ID
-	}
 	move := func(id, p string, x, y int) {
 		t.Helper()
 		if _, err := a.Move(ctx, id, p, x, y, store.NewID()); err != nil {
@@ -1067,12 +1064,12 @@ func TestRethinkMovesWaitForACount(t *testing.T) {
 		}
 	}
 
-	g1 := join("x1", "o1")
+	g1 := pairUp(t, a, "x1", "o1").ID
 	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 1, store.GamesInProgress: 1})
 	move(g1, "x1", 0, 0)
 	// A game that starts after the move is counted at the next count: the
 	// count that takes it passes the move by (converge wants TotalMoves 0).
-	g2 := join("x2", "o2")
+	g2 := pairUp(t, a, "x2", "o2").ID
 	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 2, store.GamesInProgress: 2})
 
 	skew.Store(int64(2 * time.Second)) // the move has waited long enough
@@ -1105,13 +1102,7 @@ func TestRethinkWriteDropsAField(t *testing.T) {
 	t0 := time.Now()
 	a := openRethink(t, addr, db, func(o *store.RethinkOptions) { o.Now = func() time.Time { return t0 } })
 	ctx := t.Context()
-	w, err := a.Join(ctx, "x", store.NewID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Join(ctx, "o", store.NewID()); err != nil {
-		t.Fatal(err)
-	}
+	w := pairUp(t, a, "x", "o")
 	converge(t, []*store.Rethink{a}, store.Stats{store.TotalGames: 1, store.GamesInProgress: 1})
 	if _, err := a.Move(ctx, w.ID, "x", 0, 0, "m1"); err != nil {
 		t.Fatal(err)
