@@ -40,7 +40,7 @@ func TestChaos(t *testing.T) {
 	// Not parallel: it restarts the services under its own load, and its
 	// timings are about the failures, not a starved machine.
 	begin := time.Now()
-	c := startCluster(t, 3, 30*time.Second, true) // grace: nobody forfeits for being away during the chaos
+	c := startCluster(t, clusterOptions{replicas: 3, grace: 30 * time.Second, proxiedDB: true}) // grace: nobody forfeits for being away during the chaos
 	ctx := context.Background()
 
 	type result struct {

@@ -118,7 +118,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.durability, "durability", env("DURABILITY", "hard"), "hard: fsync each commit; soft: survive a process crash, not a power cut (env DURABILITY)")
 	fs.StringVar(&cfg.logFormat, "log-format", env("LOG_FORMAT", "auto"), "text, json, or auto: text on a terminal, json otherwise (env LOG_FORMAT)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
-	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL (redis://host:port) to bridge replicas through; needs -rethinkdb (env REDIS_URL)")
+	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL (redis://host:port, or a Redis Cluster node with ?addr=host:port for more seeds) to bridge replicas through; needs -rethinkdb (env REDIS_URL)")
 	fs.StringVar(&cfg.rethinkAddrs, "rethinkdb", env("RETHINKDB_ADDR", ""), "RethinkDB host:port, comma-separated for several, to keep games and stats in instead of -data (env RETHINKDB_ADDR)")
 	fs.StringVar(&cfg.rethinkDB, "rethinkdb-db", env("RETHINKDB_DB", "tictac"), "RethinkDB database (env RETHINKDB_DB)")
 	fs.StringVar(&cfg.rethinkUser, "rethinkdb-user", env("RETHINKDB_USER", ""), "RethinkDB user, admin if empty; the password comes from env RETHINKDB_PASSWORD (env RETHINKDB_USER)")

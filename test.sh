@@ -12,6 +12,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 step "dependencies"
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools) # comes with redis-server; creates the tests' Redis Cluster
 command -v nginx >/dev/null || missing+=(nginx)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v chromedriver >/dev/null || missing+=(chromium-driver)

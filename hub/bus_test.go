@@ -15,10 +15,13 @@ import (
 )
 
 // busImpl makes n buses that see each other: n replicas. A MemoryBus is a
-// single replica, so it is the same bus n times.
+// single replica, so it is the same bus n times. A Redis bus needs a
+// server, which redis starts in the implementation's subtest and whose URL
+// it returns.
 type busImpl struct {
 	name  string
 	buses func(t *testing.T, n int) []hub.Bus
+	redis func(t *testing.T) string
 }
 
 // TestBusConformance runs the same contract against every Bus.
@@ -28,7 +31,7 @@ type busImpl struct {
 // and of the churn below skews the hub's timing-sensitive tests (TestFlood).
 func TestBusConformance(t *testing.T) {
 	impls := []busImpl{
-		{"memory", func(t *testing.T, n int) []hub.Bus {
+		{name: "memory", buses: func(t *testing.T, n int) []hub.Bus {
 			b := hub.NewMemoryBus()
 			out := make([]hub.Bus, n)
 			for i := range out {
@@ -36,7 +39,8 @@ func TestBusConformance(t *testing.T) {
 			}
 			return out
 		}},
-		{"redis", nil}, // needs a server: started in its subtest
+		{name: "redis", redis: func(t *testing.T) string { url, _ := testenv.Redis(t); return url }},
+		{name: "redis cluster", redis: func(t *testing.T) string { url, _ := testenv.RedisCluster(t, 3); return url }},
 	}
 	cases := []struct {
 		name string
@@ -53,8 +57,8 @@ func TestBusConformance(t *testing.T) {
 	for _, impl := range impls {
 		t.Run(impl.name, func(t *testing.T) {
 			t.Parallel()
-			if impl.buses == nil {
-				url, _ := testenv.Redis(t) // one server, one channel name per test
+			if impl.redis != nil {
+				url := impl.redis(t) // one server, one channel name per test
 				impl.buses = func(t *testing.T, n int) []hub.Bus {
 					out := make([]hub.Bus, n)
 					for i := range out {

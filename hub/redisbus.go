@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,8 +38,15 @@ const (
 	reconnectMin = 100 * time.Millisecond
 	reconnectMax = 5 * time.Second
 	// opTimeout bounds the Redis round trips the bus makes on its own
-	// (SUNSUBSCRIBE from cancel, PING and SSUBSCRIBE on reconnect).
+	// (SUNSUBSCRIBE from cancel, the probe and SSUBSCRIBE on reconnect).
 	opTimeout = 5 * time.Second
+	// clusterPartitions is how many subscription connections a replica
+	// keeps to a Redis Cluster: a channel's subscription lives on the node
+	// that owns the channel's hash slot, so the channels are spread over
+	// this many hash tags (one slot each, spread evenly over the slots),
+	// each with a connection of its own. Enough for the slots of up to 16
+	// masters to each hold a share.
+	clusterPartitions = 16
 )
 
 var (
@@ -47,9 +56,13 @@ var (
 
 // RedisBus is the Bus between replicas, over Redis sharded pub/sub: one
 // channel per game, SPUBLISH to publish, and SSUBSCRIBE on a connection of
-// its own while this replica has a handler for the channel. It needs a
-// standalone Redis 7 or later; Redis Cluster is refused, as its
-// subscriptions would need one connection per shard.
+// its own while this replica has a handler for the channel. It needs Redis
+// 7 or later, standalone or a cluster. On a standalone server a channel is
+// named in Redis as given, and all subscriptions share one connection. On a
+// cluster each channel's name is prefixed with one of clusterPartitions hash
+// tags, chosen by a hash of the name, and each tag has a subscription
+// connection to the node that owns its slot; a connection whose slot moves
+// to another node is opened again there.
 type RedisBus struct {
 	client        rueidis.Client
 	addr          string
@@ -58,32 +71,88 @@ type RedisBus struct {
 	disconnects   prometheus.Counter
 	reconnects    prometheus.Counter
 
-	ctx    context.Context // ends on Close; stops the supervisor
+	ctx    context.Context // ends on Close; stops the supervisors
 	cancel context.CancelFunc
-	done   chan struct{} // closed when the supervisor is gone
+	wg     sync.WaitGroup // the supervisors, one per partition
 	once   sync.Once
 
-	// sub is the live subscription connection, nil while reconnecting.
-	sub atomic.Pointer[subConn]
-	gen atomic.Uint64 // generation of the newest subscription connection
+	parts []*partition
+	gen   atomic.Uint64 // generation of the newest subscription connection, of any partition
 
 	mu     sync.RWMutex
 	closed bool
-	topics map[string]*topic
+	topics map[string]*topic // by the channel's name in Redis
 }
 
 var _ Bus = (*RedisBus)(nil)
+
+// partition is a set of channels that share a subscription connection.
+type partition struct {
+	// tag prefixes the Redis names of its channels: a hash tag on a
+	// cluster, so that they all live in one slot; empty on a standalone
+	// server.
+	tag string
+	// sub is the live subscription connection, nil while reconnecting.
+	sub atomic.Pointer[subConn]
+}
 
 // subConn is one dedicated connection in subscriber mode.
 type subConn struct {
 	dc   rueidis.DedicatedClient
 	errs <-chan error // gets the error that broke the connection
+	// lost gets an error when the connection is no longer fit to hold
+	// subscriptions although it works: Redis dropped one of them by itself
+	// (its slot moved to another node), or refused one (MOVED).
+	lost chan error
 	gen  uint64
+
+	mu      sync.Mutex
+	leaving map[string]int // channels with a SUNSUBSCRIBE of ours on the way
+}
+
+// drop asks the partition's supervisor to replace the connection.
+func (sc *subConn) drop(err error) {
+	select {
+	case sc.lost <- err:
+	default: // already asked
+	}
+}
+
+// onSubscription runs on rueidis' read loop. An sunsubscribe that the bus
+// did not send means Redis dropped the subscription itself, which a
+// cluster does to every channel of a slot that moves to another node.
+func (sc *subConn) onSubscription(s rueidis.PubSubSubscription) {
+	if s.Kind != "sunsubscribe" {
+		return
+	}
+	sc.mu.Lock()
+	ours := sc.leaving[s.Channel] > 0
+	sc.mu.Unlock()
+	if !ours {
+		sc.drop(fmt.Errorf("redis dropped the subscription to %s", s.Channel))
+	}
+}
+
+// leave marks key as being unsubscribed by the bus until the returned func
+// is called.
+func (sc *subConn) leave(key string) func() {
+	sc.mu.Lock()
+	sc.leaving[key]++
+	sc.mu.Unlock()
+	return func() {
+		sc.mu.Lock()
+		if sc.leaving[key]--; sc.leaving[key] == 0 {
+			delete(sc.leaving, key)
+		}
+		sc.mu.Unlock()
+	}
 }
 
 // topic is a channel this replica has handlers for.
 type topic struct {
-	name string
+	name string     // as the hub names it
+	key  string     // its name in Redis
+	part *partition // whose connection it is subscribed on
 
 	// mu serializes SSUBSCRIBE and SUNSUBSCRIBE of this channel, and is held
 	// across their round trips, so that a cancel followed by a Subscribe
@@ -98,9 +167,10 @@ type handler struct{ fn func([]byte) }
 
 // NewRedisBus connects to the Redis server at url (redis://host:port, or
 // any URL rueidis.ParseURL accepts) and starts the goroutine that keeps the
-// subscription connection alive. It fails, with an error naming the address,
-// when the URL is bad, the server cannot be reached, is older than Redis 7
-// or is a cluster.
+// subscription connections alive. A URL naming a node of a Redis Cluster
+// (or several, with addr= parameters) connects to the cluster. It fails,
+// with an error naming the address, when the URL is bad, the server cannot
+// be reached or is older than Redis 7.
 // Close releases the bus.
 func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*RedisBus, error) {
 	copt, err := rueidis.ParseURL(rawURL)
@@ -116,10 +186,6 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 	client, err := rueidis.NewClient(copt)
 	if err != nil {
 		return nil, fmt.Errorf("redis %s: %w", addr, err)
-	}
-	if client.Mode() == rueidis.ClientModeCluster {
-		client.Close()
-		return nil, fmt.Errorf("redis %s: cluster mode is not supported", addr)
 	}
 	probe := client.B().PubsubShardnumsub().Build()
 	if err := client.Do(ctx, probe).Error(); err != nil {
@@ -140,22 +206,92 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tictac_bus_reconnects_total", Help: "Times the bus reconnected to Redis and resubscribed.",
 		}),
-		done:   make(chan struct{}),
 		topics: make(map[string]*topic),
 	}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
-	sc, err := b.connect(ctx)
-	if err != nil {
-		b.cancel()
-		client.Close()
-		return nil, fmt.Errorf("redis %s: %w", addr, err)
+	if client.Mode() == rueidis.ClientModeCluster {
+		for _, tag := range clusterTags(clusterPartitions) {
+			b.parts = append(b.parts, &partition{tag: tag})
+		}
+	} else {
+		b.parts = []*partition{{}}
 	}
-	b.sub.Store(sc)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	conns := make([]*subConn, len(b.parts))
+	for i, p := range b.parts {
+		sc, err := b.connect(ctx, p)
+		if err != nil {
+			for _, sc := range conns[:i] {
+				sc.dc.Close()
+			}
+			b.cancel()
+			client.Close()
+			return nil, fmt.Errorf("redis %s: %w", addr, err)
+		}
+		p.sub.Store(sc)
+		conns[i] = sc
+	}
 	if opt.Registerer != nil {
 		opt.Registerer.MustRegister(b.disconnects, b.reconnects)
 	}
-	go b.supervise(sc)
+	for i, p := range b.parts {
+		b.wg.Go(func() { b.supervise(p, conns[i]) })
+	}
 	return b, nil
+}
+
+// clusterTags returns n hash tags whose slots are spread evenly over a
+// cluster's 16,384: the i-th lies in the i-th n-th of them, so that
+// masters given equal ranges of slots (as redis-cli --cluster create and
+// rebalance do) hold equal shares of the channels. Every replica computes
+// the same tags.
+func clusterTags(n int) []string {
+	tags := make([]string, 0, n)
+	for k := range n {
+		lo, hi := uint16(k*16384/n), uint16((k+1)*16384/n-1)
+		for i := 0; ; i++ {
+			name := "tictac:" + strconv.Itoa(i)
+			if s := keySlot(name); s >= lo && s <= hi {
+				tags = append(tags, "{"+name+"}")
+				break
+			}
+		}
+	}
+	return tags
+}
+
+// keySlot is the Redis Cluster hash slot of key: the CRC16 (XMODEM) of its
+// hash tag (what is between its first '{' and the next '}', if not empty),
+// or else of all of it, modulo 16,384.
+func keySlot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := range len(key) {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}
+
+// locate returns the partition of channel and the channel's name in Redis.
+func (b *RedisBus) locate(channel string) (*partition, string) {
+	if len(b.parts) == 1 {
+		p := b.parts[0]
+		return p, p.tag + channel
+	}
+	h := fnv.New32a()
+	h.Write([]byte(channel))
+	p := b.parts[h.Sum32()%uint32(len(b.parts))]
+	return p, p.tag + channel
 }
 
 // Close stops the bus and closes its connections. Subscribe and Publish fail
@@ -166,7 +302,7 @@ func (b *RedisBus) Close() {
 		b.closed = true
 		b.mu.Unlock()
 		b.cancel()
-		<-b.done
+		b.wg.Wait()
 		b.client.Close()
 	})
 }
@@ -179,15 +315,16 @@ func (b *RedisBus) Close() {
 // and after Close.
 func (b *RedisBus) Subscribe(ctx context.Context, channel string, fn func(msg []byte)) (func(), error) {
 	h := &handler{fn: fn}
+	part, key := b.locate(channel)
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return nil, fmt.Errorf("subscribe %s: %w", channel, errBusClosed)
 	}
-	t := b.topics[channel]
+	t := b.topics[key]
 	if t == nil {
-		t = &topic{name: channel}
-		b.topics[channel] = t
+		t = &topic{name: channel, key: key, part: part}
+		b.topics[key] = t
 	}
 	t.handlers = append(t.handlers[:len(t.handlers):len(t.handlers)], h)
 	b.mu.Unlock()
@@ -204,18 +341,22 @@ func (b *RedisBus) Subscribe(ctx context.Context, channel string, fn func(msg []
 func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	sc := b.sub.Load()
+	sc := t.part.sub.Load()
 	if sc == nil {
 		return errDisconnected
 	}
 	if t.gen == sc.gen {
 		return nil
 	}
-	if err := sc.dc.Do(ctx, sc.dc.B().Ssubscribe().Channel(t.name).Build()).Error(); err != nil {
+	if err := sc.dc.Do(ctx, sc.dc.B().Ssubscribe().Channel(t.key).Build()).Error(); err != nil {
 		if ctx.Err() != nil {
 			// The SSUBSCRIBE may still reach Redis: count it as done, so
 			// that the cancel that follows sends a SUNSUBSCRIBE after it.
 			t.gen = sc.gen
+		}
+		if _, ok := rueidis.IsRedisErr(err); ok {
+			// Refused, most likely MOVED: the slot is elsewhere now.
+			sc.drop(fmt.Errorf("subscribe %s: %w", t.key, err))
 		}
 		return err
 	}
@@ -246,9 +387,11 @@ func (b *RedisBus) remove(t *topic, h *handler) {
 	if taken {
 		return // a Subscribe came in meanwhile: the subscription is its now
 	}
-	if sc := b.sub.Load(); sc != nil && t.gen == sc.gen {
+	if sc := t.part.sub.Load(); sc != nil && t.gen == sc.gen {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		err := sc.dc.Do(ctx, sc.dc.B().Sunsubscribe().Channel(t.name).Build()).Error()
+		left := sc.leave(t.key)
+		err := sc.dc.Do(ctx, sc.dc.B().Sunsubscribe().Channel(t.key).Build()).Error()
+		left()
 		cancel()
 		if err != nil && !errors.Is(err, rueidis.ErrClosing) {
 			// Most likely the connection broke, taking the subscription
@@ -261,8 +404,8 @@ func (b *RedisBus) remove(t *topic, h *handler) {
 	// Deleted only now, with the SUNSUBSCRIBE done, so that a new topic for
 	// this channel cannot send its SSUBSCRIBE first.
 	b.mu.Lock()
-	if len(t.handlers) == 0 && b.topics[t.name] == t {
-		delete(b.topics, t.name)
+	if len(t.handlers) == 0 && b.topics[t.key] == t {
+		delete(b.topics, t.key)
 	}
 	b.mu.Unlock()
 }
@@ -270,7 +413,8 @@ func (b *RedisBus) remove(t *topic, h *handler) {
 // Publish sends msg to every subscriber of channel, on every replica, with
 // SPUBLISH. It fails while Redis cannot be reached, and after Close.
 func (b *RedisBus) Publish(ctx context.Context, channel string, msg []byte) error {
-	cmd := b.client.B().Spublish().Channel(channel).Message(rueidis.BinaryString(msg)).Build()
+	_, key := b.locate(channel)
+	cmd := b.client.B().Spublish().Channel(key).Message(rueidis.BinaryString(msg)).Build()
 	if err := b.client.Do(ctx, cmd).Error(); err != nil {
 		return fmt.Errorf("publish to %s: %w", channel, err)
 	}
@@ -295,52 +439,54 @@ func (b *RedisBus) onMessage(m rueidis.PubSubMessage) {
 	}
 }
 
-// connect opens a dedicated connection for subscriptions and checks that
-// it is alive.
-func (b *RedisBus) connect(ctx context.Context) (*subConn, error) {
+// connect opens a dedicated connection for p's subscriptions and checks
+// that it is alive. On a cluster the check is a command in p's slot, which
+// binds the connection to the node that owns it.
+func (b *RedisBus) connect(ctx context.Context, p *partition) (*subConn, error) {
 	dc, _ := b.client.Dedicate() // released by dc.Close
-	errs := dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage})
+	sc := &subConn{dc: dc, lost: make(chan error, 1), gen: b.gen.Add(1), leaving: make(map[string]int)}
+	sc.errs = dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage, OnSubscription: sc.onSubscription})
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if err := dc.Do(ctx, dc.B().Ping().Build()).Error(); err != nil {
+	if err := dc.Do(ctx, dc.B().PubsubShardnumsub().Channel(p.tag+"tictac:probe").Build()).Error(); err != nil {
 		dc.Close()
-		return nil, fmt.Errorf("ping: %w", err)
+		return nil, fmt.Errorf("probe: %w", err)
 	}
-	return &subConn{dc: dc, errs: errs, gen: b.gen.Add(1)}, nil
+	return sc, nil
 }
 
-// supervise owns the subscription connection: when it breaks, it
+// supervise owns p's subscription connection: when it breaks, it
 // reconnects with backoff and restores the subscriptions, until Close.
-func (b *RedisBus) supervise(sc *subConn) {
-	defer close(b.done)
+func (b *RedisBus) supervise(p *partition, sc *subConn) {
 	for {
 		var err error
 		select {
 		case <-b.ctx.Done():
-			b.sub.Store(nil)
+			p.sub.Store(nil)
 			sc.dc.Close()
 			return
 		case err = <-sc.errs:
+		case err = <-sc.lost:
 		}
-		b.sub.Store(nil)
+		p.sub.Store(nil)
 		sc.dc.Close()
 		if err == nil {
 			err = errors.New("subscription connection closed")
 		}
 		down := time.Now()
 		b.disconnects.Inc()
-		b.log.Warn("redis bus: connection lost, reconnecting", "addr", b.addr, "err", err)
-		if sc = b.reconnect(); sc == nil {
+		b.log.Warn("redis bus: connection lost, reconnecting", "addr", b.addr, "partition", p.tag, "err", err)
+		if sc = b.reconnect(p); sc == nil {
 			return // closed
 		}
-		b.log.Info("redis bus: reconnected", "addr", b.addr, "outage", time.Since(down).Round(time.Millisecond))
+		b.log.Info("redis bus: reconnected", "addr", b.addr, "partition", p.tag, "outage", time.Since(down).Round(time.Millisecond))
 	}
 }
 
-// reconnect retries until it has a connection with every channel that has
-// handlers subscribed on it, and tells OnResubscribe. It returns nil once
-// the bus is closed.
-func (b *RedisBus) reconnect() *subConn {
+// reconnect retries until p has a connection with every channel of p that
+// has handlers subscribed on it, and tells OnResubscribe. It returns nil
+// once the bus is closed.
+func (b *RedisBus) reconnect(p *partition) *subConn {
 	delay := reconnectMin
 	for attempt := 1; ; attempt++ {
 		// Full jitter over the upper half keeps replicas from reconnecting in step.
@@ -352,15 +498,15 @@ func (b *RedisBus) reconnect() *subConn {
 		}
 		delay = min(2*delay, reconnectMax)
 
-		sc, err := b.connect(b.ctx)
+		sc, err := b.connect(b.ctx, p)
 		if err != nil {
 			b.log.Debug("redis bus: reconnect", "addr", b.addr, "attempt", attempt, "err", err)
 			continue
 		}
-		b.sub.Store(sc)
-		channels, err := b.resubscribe(sc)
+		p.sub.Store(sc)
+		channels, err := b.resubscribe(p, sc)
 		if err != nil {
-			b.sub.Store(nil)
+			p.sub.Store(nil)
 			sc.dc.Close()
 			b.log.Debug("redis bus: resubscribe", "addr", b.addr, "attempt", attempt, "err", err)
 			continue
@@ -368,7 +514,7 @@ func (b *RedisBus) reconnect() *subConn {
 		// Counted before OnResubscribe hears of it, so that whoever it tells
 		// finds the reconnect counted.
 		b.reconnects.Inc()
-		b.log.Info("redis bus: resubscribed", "addr", b.addr, "channels", len(channels))
+		b.log.Info("redis bus: resubscribed", "addr", b.addr, "partition", p.tag, "channels", len(channels))
 		if b.onResubscribe != nil {
 			b.onResubscribe(channels)
 		}
@@ -376,13 +522,15 @@ func (b *RedisBus) reconnect() *subConn {
 	}
 }
 
-// resubscribe subscribes, on sc, every channel that has handlers, in
+// resubscribe subscribes, on sc, every channel of p that has handlers, in
 // pipelined batches, and returns them.
-func (b *RedisBus) resubscribe(sc *subConn) ([]string, error) {
+func (b *RedisBus) resubscribe(p *partition, sc *subConn) ([]string, error) {
 	b.mu.RLock()
 	all := make([]*topic, 0, len(b.topics))
 	for _, t := range b.topics {
-		all = append(all, t)
+		if t.part == p {
+			all = append(all, t)
+		}
 	}
 	b.mu.RUnlock()
 
@@ -425,7 +573,7 @@ func (b *RedisBus) resubscribeBatch(sc *subConn, ts []*topic) ([]string, error) 
 		channels = append(channels, t.name)
 		if t.gen != sc.gen { // else a Subscribe already did it
 			pending = append(pending, t)
-			cmds = append(cmds, sc.dc.B().Ssubscribe().Channel(t.name).Build())
+			cmds = append(cmds, sc.dc.B().Ssubscribe().Channel(t.key).Build())
 		}
 	}
 	b.mu.RUnlock()
@@ -436,7 +584,7 @@ func (b *RedisBus) resubscribeBatch(sc *subConn, ts []*topic) ([]string, error) 
 	defer cancel()
 	for i, r := range sc.dc.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
-			return nil, fmt.Errorf("subscribe %s: %w", pending[i].name, err)
+			return nil, fmt.Errorf("subscribe %s: %w", pending[i].key, err)
 		}
 		pending[i].gen = sc.gen
 	}

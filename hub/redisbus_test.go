@@ -52,10 +52,13 @@ func TestRedisBusSubscriptionsFollowHandlers(t *testing.T) {
 }
 
 // TestRedisBusCancelRacesSubscribe cancels the last handler of a channel
-// while another Subscribe of it runs: the channel must end subscribed.
+// while another Subscribe of it runs: the channel must end subscribed. The
+// bus's own unsubscribes must never pass for Redis dropping a subscription
+// (which makes the bus reconnect).
 func TestRedisBusCancelRacesSubscribe(t *testing.T) {
 	url, _ := testenv.Redis(t)
-	bus := newRedisBus(t, url, hub.RedisBusOptions{})
+	reg := prometheus.NewRegistry()
+	bus := newRedisBus(t, url, hub.RedisBusOptions{Registerer: reg})
 	admin := newRedisClient(t, url)
 	for i := range 50 {
 		ch := fmt.Sprintf("tictac:game:race-%d", i)
@@ -74,6 +77,9 @@ func TestRedisBusCancelRacesSubscribe(t *testing.T) {
 		if got := shardNumSub(t, admin, ch); got != 0 {
 			t.Fatalf("round %d after cancel: got %d subscribers, want 0", i, got)
 		}
+	}
+	if got := counterValue(t, reg, "tictac_bus_disconnects_total"); got != 0 {
+		t.Errorf("tictac_bus_disconnects_total = %v after 50 rounds, want 0", got)
 	}
 }
 

@@ -2,8 +2,12 @@ package testenv
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 )
 
 // Redis starts a redis-server on a free loopback port with no persistence and
@@ -17,4 +21,64 @@ func Redis(tb testing.TB) (string, *Process) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p.WaitTCP(tb, addr)
 	return "redis://" + addr, p
+}
+
+// RedisNode is one master of a cluster started by RedisCluster.
+type RedisNode struct {
+	Addr string // host:port
+	Proc *Process
+}
+
+// RedisCluster starts a Redis Cluster of n masters (no replicas) on free
+// loopback ports, its slots split evenly by redis-cli --cluster create, and
+// returns a URL that names every node (redis://a?addr=b&addr=c) with the
+// nodes, once every node reports the cluster ok.
+func RedisCluster(tb testing.TB, n int) (string, []RedisNode) {
+	tb.Helper()
+	bin := Need(tb, "redis-server", "apt-get install -y redis-server")
+	cli := Need(tb, "redis-cli", "apt-get install -y redis-tools")
+	var (
+		nodes []RedisNode
+		addrs []string
+	)
+	for range n {
+		port, bus := FreePort(tb), FreePort(tb)
+		dir := tb.TempDir()
+		p := Start(tb, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--protected-mode", "yes", "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "2000")
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		nodes = append(nodes, RedisNode{Addr: addr, Proc: p})
+		addrs = append(addrs, addr)
+	}
+	for _, nd := range nodes {
+		nd.Proc.WaitTCP(tb, nd.Addr)
+	}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, nd := range nodes {
+		for {
+			out, err := exec.Command(cli, "-u", "redis://"+nd.Addr, "cluster", "info").Output()
+			if err == nil && strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("redis cluster node %s not ok after 20s: %v\n%s", nd.Addr, err, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	url := "redis://" + addrs[0]
+	for i, a := range addrs[1:] {
+		if i == 0 {
+			url += "?addr=" + a
+		} else {
+			url += "&addr=" + a
+		}
+	}
+	return url, nodes
 }

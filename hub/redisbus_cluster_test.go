@@ -1,0 +1,178 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+
+	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/internal/testenv"
+)
+
+// TestRedisBusClusterSpread subscribes many channels on a cluster of three
+// masters and checks, on each node, which channels it holds: every channel
+// is subscribed once, and the channels are spread over every node.
+func TestRedisBusClusterSpread(t *testing.T) {
+	t.Parallel()
+	url, nodes := testenv.RedisCluster(t, 3)
+	bus := newRedisBus(t, url, hub.RedisBusOptions{})
+	const n = 200
+	for i := range n {
+		subscribe(t, bus, fmt.Sprintf("tictac:game:spread-%d", i), newInbox(t, 1))
+	}
+
+	seen := map[string]string{} // hub's channel name -> node
+	tags := map[string]string{} // hash tag -> node
+	for _, nd := range nodes {
+		admin := nodeClient(t, nd.Addr)
+		names, err := admin.Do(context.Background(), admin.B().PubsubShardchannels().Build()).AsStrSlice()
+		if err != nil {
+			t.Fatalf("PUBSUB SHARDCHANNELS on %s: %v", nd.Addr, err)
+		}
+		if len(names) < n/6 {
+			t.Errorf("node %s holds %d of %d channels, want at least %d", nd.Addr, len(names), n, n/6)
+		}
+		for _, name := range names {
+			tag, channel, ok := strings.Cut(name, "}")
+			if !ok || !strings.HasPrefix(tag, "{") {
+				t.Fatalf("channel %q on %s has no hash tag in front", name, nd.Addr)
+			}
+			if other, dup := seen[channel]; dup {
+				t.Errorf("channel %s subscribed on %s and %s", channel, other, nd.Addr)
+			}
+			seen[channel] = nd.Addr
+			if other, ok := tags[tag]; ok && other != nd.Addr {
+				t.Errorf("tag %s} on %s and %s", tag, other, nd.Addr)
+			}
+			tags[tag] = nd.Addr
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("%d channels subscribed on the cluster, want %d", len(seen), n)
+	}
+	// The tags' slots are spread evenly over the slots, and so over the
+	// masters: 16 tags over three masters with a third of the slots each.
+	perNode := map[string]int{}
+	for _, addr := range tags {
+		perNode[addr]++
+	}
+	if len(tags) != 16 {
+		t.Errorf("channels under %d hash tags, want 16", len(tags))
+	}
+	for _, nd := range nodes {
+		if got := perNode[nd.Addr]; got < 4 || got > 6 {
+			t.Errorf("node %s holds %d of the 16 tags, want 4-6 (all: %v)", nd.Addr, got, perNode)
+		}
+	}
+}
+
+// TestRedisBusClusterSlotMoves moves the slot of a subscribed channel to
+// another master: Redis drops the subscription, and the bus must subscribe
+// again on the slot's new owner by itself, tell OnResubscribe, and deliver
+// what is published afterwards.
+func TestRedisBusClusterSlotMoves(t *testing.T) {
+	t.Parallel()
+	url, nodes := testenv.RedisCluster(t, 3)
+	resubscribed := make(chan []string, 4)
+	reg := prometheus.NewRegistry()
+	bus := newRedisBus(t, url, hub.RedisBusOptions{
+		OnResubscribe: func(chs []string) { resubscribed <- chs },
+		Registerer:    reg,
+	})
+	other := newRedisBus(t, url, hub.RedisBusOptions{})
+	ch := "tictac:game:moving"
+	in := newInbox(t, 64)
+	subscribe(t, bus, ch, in)
+	publish(t, other, ch, "before")
+	if got := in.take(t, 1); got[0] != "before" {
+		t.Fatalf("got %q, want before", got)
+	}
+
+	// Where the channel lives, and its slot.
+	var (
+		from, to int
+		name     string
+	)
+	for i, nd := range nodes {
+		admin := nodeClient(t, nd.Addr)
+		names, err := admin.Do(context.Background(), admin.B().PubsubShardchannels().Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j := slices.IndexFunc(names, func(s string) bool { return strings.HasSuffix(s, "}"+ch) }); j >= 0 {
+			from, name = i, names[j]
+		}
+	}
+	if name == "" {
+		t.Fatalf("%s is subscribed on no node", ch)
+	}
+	to = (from + 1) % len(nodes)
+	src := nodeClient(t, nodes[from].Addr)
+	slot, err := src.Do(context.Background(), src.B().ClusterKeyslot().Key(name).Build()).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(nodes))
+	for i, nd := range nodes {
+		c := nodeClient(t, nd.Addr)
+		if ids[i], err = c.Do(context.Background(), c.B().ClusterMyid().Build()).ToString(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The slot holds no keys, so it can be given away directly: the new
+	// owner first, then the old one (which drops its subscribers), then
+	// the third node.
+	for _, i := range []int{to, from, 3 - to - from} {
+		c := nodeClient(t, nodes[i].Addr)
+		cmd := c.B().Arbitrary("CLUSTER", "SETSLOT").Args(strconv.FormatInt(slot, 10), "NODE", ids[to]).Build()
+		if err := c.Do(context.Background(), cmd).Error(); err != nil {
+			t.Fatalf("CLUSTER SETSLOT %d NODE on %s: %v", slot, nodes[i].Addr, err)
+		}
+	}
+
+	select {
+	case chs := <-resubscribed:
+		if got, want := fmt.Sprint(chs), fmt.Sprint([]string{ch}); got != want {
+			t.Errorf("OnResubscribe got %s, want %s", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnResubscribe not called 10s after the slot moved")
+	}
+	dst := nodeClient(t, nodes[to].Addr)
+	if got := shardNumSub(t, dst, name); got != 1 {
+		t.Errorf("subscribers of %s on the slot's new owner: got %d, want 1", name, got)
+	}
+	// Publishers may need a redirect to learn where the slot went.
+	waitFor(t, "a message after the move", func() bool {
+		publish(t, other, ch, "after")
+		select {
+		case m := <-in.c:
+			return string(m) == "after"
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	})
+	for name, want := range map[string]float64{"tictac_bus_disconnects_total": 1, "tictac_bus_reconnects_total": 1} {
+		if got := counterValue(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v (one partition moved)", name, got, want)
+		}
+	}
+}
+
+// nodeClient connects to one node of a cluster alone.
+func nodeClient(tb testing.TB, addr string) rueidis.Client {
+	tb.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, ForceSingleClient: true, DisableCache: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(c.Close)
+	return c
+}
