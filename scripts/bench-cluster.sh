@@ -10,22 +10,42 @@
 # TICTAC=path runs that binary (say, an older build to compare) instead of
 # building the working tree. REQLITE_SLOW_MS=N lists at the end the reqlite
 # queries that ran N ms or more, by kind: what the moves queued behind.
+# REDIS_CLUSTER=1 bridges the replicas through a Redis Cluster of three
+# masters (redis-cli --cluster create) instead of one redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 . scripts/lib.sh
 
 if [ -n "${TICTAC:-}" ]; then cp "$TICTAC" "$work/tictac"; else scripts/build.sh "$work/tictac"; fi
-rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
+if [ -n "${REDIS_CLUSTER:-}" ]; then
+	nodes=()
+	for i in 1 2 3; do
+		p=$(port); mkdir -p "$work/redis$i"
+		redis-server --port "$p" --cluster-port "$(port)" --cluster-enabled yes --cluster-config-file "$work/redis$i/nodes.conf" \
+			--bind 127.0.0.1 --save "" --appendonly no --dir "$work/redis$i" >"$work/redis$i.log" 2>&1 & pids+=($!)
+		nodes+=("127.0.0.1:$p")
+	done
+	for n in "${nodes[@]}"; do wait_tcp "${n#*:}"; done
+	redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$work/redis-create.log"
+	for n in "${nodes[@]}"; do
+		until redis-cli -u "redis://$n" cluster info | grep -q cluster_state:ok; do sleep 0.05; done
+	done
+	redis_url="redis://${nodes[0]}?addr=${nodes[1]}&addr=${nodes[2]}"
+else
+	rport=$(port); redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
+	wait_tcp "$rport"
+	redis_url="redis://127.0.0.1:$rport"
+fi
 qport=$(port); REQLITE_SLOW_MS=${REQLITE_SLOW_MS:-} node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
 qpid=$!
-wait_tcp "$rport"; wait_tcp "$qport"
+wait_tcp "$qport"
 
 upstreams=""
 replicas=()
 for i in 1 2 3; do
 	p=$(port)
-	"$work/tictac" -addr "127.0.0.1:$p" -redis "redis://127.0.0.1:$rport" -rethinkdb "127.0.0.1:$qport" \
+	"$work/tictac" -addr "127.0.0.1:$p" -redis "$redis_url" -rethinkdb "127.0.0.1:$qport" \
 		-replica "r$i" -log-level warn >"$work/r$i.log" 2>&1 & pids+=($!)
 	replicas+=("$p")
 	upstreams+="        server 127.0.0.1:$p max_fails=1 fail_timeout=2s;\n"
@@ -44,7 +64,7 @@ user=""; [ "$(id -u)" -eq 0 ] && user="user root;"
 nginx -p "$work/nginx" -c "$work/nginx.conf" -e stderr -g "daemon off; pid $work/nginx.pid; $user" >"$work/nginx.log" 2>&1 & pids+=($!)
 wait_tcp "$nport"
 
-echo "stack: redis :$rport, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
+echo "stack: redis $redis_url, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
 q0=$(ticks "$qpid"); t0=$(date +%s.%N)
 "$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" "$@"
 q1=$(ticks "$qpid"); t1=$(date +%s.%N)
