@@ -130,9 +130,22 @@ func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for moves and think times")
 	fs.BoolVar(&cfg.Resume, "resume", false, "players keep sessions, resume their games after a close, and resend unacknowledged moves")
 	fs.DurationVar(&cfg.Finish, "finish", 0, "with -resume, how long players may take to finish their games at the end (default 4×timeout)")
+	probeAddr := fs.String("rethinkdb-probe", "", "also time one guarded update, the query a move makes, on this RethinkDB `host:port` every -probe-every through the window, and report it beside the players' latencies")
+	fs.DurationVar(&cfg.ProbeEvery, "probe-every", DefaultProbeEvery, "how often -rethinkdb-probe runs its query")
 	var err error
 	if cfg.URLs, cfg.Progress, cfg.Terminal, err = common.parse(fs, args, stderr); err != nil {
 		return err
+	}
+	if *probeAddr != "" {
+		if cfg.ProbeEvery <= 0 {
+			return fmt.Errorf("-probe-every %v: must be positive", cfg.ProbeEvery)
+		}
+		probe, done, err := RethinkProbe(ctx, *probeAddr, cfg.AllowRemote)
+		if err != nil {
+			return err
+		}
+		defer done()
+		cfg.Probe, cfg.ProbeName = probe, "db probe"
 	}
 	rep, err := Play(ctx, cfg)
 	if err != nil {

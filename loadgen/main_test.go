@@ -58,6 +58,7 @@ func TestMainRefusesRemote(t *testing.T) {
 		{"play", "-url", "ws://192.0.2.1:8080/live", "-duration", "1s"},
 		{"idle", "-url", "ws://127.0.0.1/live,ws://192.0.2.1/live", "-duration", "1s"},
 		{"relay", "-addr", "0.0.0.0:0"},
+		{"play", "-rethinkdb-probe", "192.0.2.1:28015", "-duration", "1s"},
 	} {
 		err := Main(t.Context(), args, io.Discard, io.Discard)
 		if !errors.Is(err, ErrNotLoopback) {
@@ -76,6 +77,8 @@ func TestMainBadArgs(t *testing.T) {
 		{"play", "-duration", "2h"},
 		{"idle", "-conns", "1000000"},
 		{"play", "-bogus"},
+		{"play", "-rethinkdb-probe", "127.0.0.1:1", "-probe-every", "0"},
+		{"play", "-rethinkdb-probe", "127.0.0.1:1"}, // nothing listens there
 	} {
 		if err := Main(t.Context(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("Main(%q) = nil, want an error", args)

@@ -29,6 +29,7 @@ const (
 const (
 	DefaultTimeout         = 5 * time.Second
 	DefaultDialConcurrency = 64
+	DefaultProbeEvery      = 20 * time.Millisecond
 )
 
 // PlayConfig describes a Play run. Zero fields take the defaults noted.
@@ -78,6 +79,16 @@ type PlayConfig struct {
 	Resume bool
 	// Finish bounds the end of a Resume run; default 4×Timeout.
 	Finish time.Duration
+
+	// Probe, when set, is called every ProbeEvery (default
+	// DefaultProbeEvery) through the measured window, one call at a time,
+	// each bounded by Timeout; Report.Probe says how long the calls took.
+	// It measures a dependency of the server (say, one query of its
+	// database) under the very load the players make, to read their
+	// latencies against. ProbeName names it in the report.
+	Probe      func(context.Context) error
+	ProbeName  string
+	ProbeEvery time.Duration
 }
 
 func (c *PlayConfig) check() error {
@@ -89,6 +100,8 @@ func (c *PlayConfig) check() error {
 		return fmt.Errorf("players %d: must be 1..%d", c.Players, MaxPlayers)
 	case c.Duration <= 0 || c.Duration > MaxDuration:
 		return fmt.Errorf("duration %v: must be above 0 and at most %v", c.Duration, MaxDuration)
+	case c.ProbeEvery < 0:
+		return fmt.Errorf("probe interval %v: must not be negative", c.ProbeEvery)
 	case c.Ramp < 0 || c.Ramp > MaxDuration:
 		return fmt.Errorf("ramp %v: must be 0..%v", c.Ramp, MaxDuration)
 	case c.Think < 0 || c.Think > time.Minute:
@@ -158,6 +171,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 		games:    newRegistry(),
 		mover:    NewHistogram(),
 		opponent: NewHistogram(),
+		probe:    NewHistogram(),
 		codes:    make(map[string]int64),
 		kinds:    make(map[AnomalyKind]int64),
 	}
@@ -191,6 +205,9 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 		}
 		p.think.Stop()
 		wg.Go(func() { p.loop(runCtx, delay) })
+	}
+	if cfg.Probe != nil {
+		wg.Go(func() { r.probeLoop(runCtx) })
 	}
 	progressDone := make(chan struct{})
 	if cfg.Progress != nil {
@@ -244,6 +261,8 @@ type run struct {
 	games   *registry
 
 	mover, opponent *Histogram
+	probe           *Histogram // Probe's calls in the window
+	probeErrors     atomic.Int64
 	machine0        atomic.Pointer[machineSample] // at the window's start
 
 	connected, waiting                  atomic.Int64
@@ -806,4 +825,40 @@ func boardString(b *game.Board) string {
 		}
 	}
 	return string(s)
+}
+
+// probeLoop calls cfg.Probe every cfg.ProbeEvery through the measured
+// window, and records how long each call took.
+func (r *run) probeLoop(ctx context.Context) {
+	every := r.cfg.ProbeEvery
+	if every == 0 {
+		every = DefaultProbeEvery
+	}
+	select {
+	case <-time.After(r.rampEnd - r.now()):
+	case <-ctx.Done():
+		return
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for r.measuring(r.now()) {
+		callCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		start := time.Now()
+		err := r.cfg.Probe(callCtx)
+		took := time.Since(start)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			r.probeErrors.Add(1)
+		default:
+			r.probe.Record(took)
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -82,6 +82,13 @@ type Report struct {
 	Mover    Latency `json:"mover"`
 	Opponent Latency `json:"opponent"`
 
+	// Probe summarises PlayConfig.Probe's calls in the measured window (nil
+	// without one); ProbeErrors counts those that failed, whose time is not
+	// in it.
+	Probe       *Latency `json:"probe,omitempty"`
+	ProbeName   string   `json:"probeName,omitempty"`
+	ProbeErrors int64    `json:"probeErrors,omitempty"`
+
 	// Machine is how busy the machine and the load generator were in the
 	// measured window: read a latency against it.
 	Machine Machine `json:"machine"`
@@ -169,6 +176,9 @@ func (r *run) report(ended time.Duration, waiting, connected int64) *Report {
 		rep.MovesPerSec = float64(rep.Moves) / s
 		rep.GamesPerSec = float64(rep.Games) / s
 	}
+	if r.cfg.Probe != nil {
+		rep.Probe, rep.ProbeName, rep.ProbeErrors = new(summarize(r.probe.Snapshot())), r.cfg.ProbeName, r.probeErrors.Load()
+	}
 	rep.Resends, rep.Gaps, rep.Unfinished, rep.Cut = r.resends.Load(), r.gaps.Load(), r.unfinished.Load(), r.cut.Load()
 	r.ackMu.Lock()
 	rep.Acked, rep.UnfinishedGames, rep.Joined = r.acked, r.unfinishedList, r.joined
@@ -200,10 +210,17 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintln(w, r.Title())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "latency\tcount\tp50\tp90\tp99\tp99.9\tmax\tavg\t\n")
-	for _, l := range []struct {
+	rows := []struct {
 		name string
 		l    Latency
-	}{{"mover", r.Mover}, {"opponent", r.Opponent}} {
+	}{{"mover", r.Mover}, {"opponent", r.Opponent}}
+	if r.Probe != nil {
+		rows = append(rows, struct {
+			name string
+			l    Latency
+		}{r.ProbeName, *r.Probe})
+	}
+	for _, l := range rows {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", l.name, l.l.Count,
 			fmtDur(l.l.P50), fmtDur(l.l.P90), fmtDur(l.l.P99), fmtDur(l.l.P999), fmtDur(l.l.Max), fmtDur(l.l.Avg))
 	}
@@ -217,6 +234,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		r.Errors, fmtCounts(r.ErrorCodes), r.Timeouts, r.DialErrors, r.Disconnects)
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
+	}
+	if r.ProbeErrors > 0 {
+		fmt.Fprintf(w, "%s errors %d\n", r.ProbeName, r.ProbeErrors)
 	}
 	if r.Acked != nil {
 		n := 0

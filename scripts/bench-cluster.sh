@@ -66,7 +66,9 @@ wait_tcp "$nport"
 
 echo "stack: redis $redis_url, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
 q0=$(ticks "$qpid"); t0=$(date +%s.%N)
-"$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" "$@"
+# -rethinkdb-probe: reqlite's own answer to one move-shaped query, timed
+# through the same window, under the same load.
+"$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" -rethinkdb-probe "127.0.0.1:$qport" "$@"
 q1=$(ticks "$qpid"); t1=$(date +%s.%N)
 # reqlite runs one query at a time on one thread: near 100% of a core, it is
 # the bottleneck, and moves queue behind it.

@@ -1,0 +1,75 @@
+package loadgen
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+)
+
+// Where RethinkProbe keeps its documents: apart from tictac's own.
+const (
+	probeDB    = "tictac_probe"
+	probeTable = "probe"
+)
+
+// RethinkProbe connects to the RethinkDB server at addr (host:port, on
+// loopback unless allowRemote) and returns a probe for PlayConfig.Probe: one
+// guarded single-document update, the shape of the query each move makes (an
+// update that applies only if the version is the one expected), of a
+// document of its own in database tictac_probe, table probe, both created
+// if missing. Read against the players' latencies, it says how long the
+// server itself took to answer one such query under the same load. done
+// deletes the document and disconnects.
+func RethinkProbe(ctx context.Context, addr string, allowRemote bool) (probe func(context.Context) error, done func(), err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rethinkdb probe: address %q: %w", addr, err)
+	}
+	if !allowRemote && !isLoopback(host) {
+		return nil, nil, fmt.Errorf("rethinkdb probe %s: %w", addr, ErrNotLoopback)
+	}
+	sess, err := r.Connect(r.ConnectOpts{Address: addr, Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("rethinkdb probe %s: %w", addr, err)
+	}
+	for _, q := range []r.Term{r.DBCreate(probeDB), r.DB(probeDB).TableCreate(probeTable)} {
+		if _, err := q.RunWrite(sess, r.RunOpts{Context: ctx}); err != nil && !strings.Contains(err.Error(), "already exists") {
+			sess.Close()
+			return nil, nil, fmt.Errorf("rethinkdb probe %s: create %s.%s: %w", addr, probeDB, probeTable, err)
+		}
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	id := "probe-" + hex.EncodeToString(b[:])
+	doc := r.DB(probeDB).Table(probeTable).Get(id)
+	if _, err := r.DB(probeDB).Table(probeTable).Insert(map[string]any{"id": id, "version": 0}).RunWrite(sess, r.RunOpts{Context: ctx}); err != nil {
+		sess.Close()
+		return nil, nil, fmt.Errorf("rethinkdb probe %s: insert: %w", addr, err)
+	}
+	version := 0
+	probe = func(ctx context.Context) error {
+		w, err := doc.Update(func(d r.Term) any {
+			return r.Branch(d.Field("version").Eq(version), map[string]any{"version": version + 1, "at": time.Now().UnixMilli()}, map[string]any{})
+		}).RunWrite(sess, r.RunOpts{Context: ctx})
+		if err != nil {
+			return err
+		}
+		if w.Replaced != 1 {
+			return errors.New("rethinkdb probe: update refused")
+		}
+		version++
+		return nil
+	}
+	done = func() {
+		doc.Delete().RunWrite(sess) // best effort: the table holds only probes
+		sess.Close()
+	}
+	return probe, done, nil
+}
