@@ -480,19 +480,19 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 			return g, err
 		}
 		if mine == nil {
+			// The seat and the game in one query; the game is deleted
+			// again if the answer is an error, as it may have landed.
 			g := Game{ID: newID, PlayerX: player, Game: game.New(), Created: s.stamp()}
-			w, err := runWrite[doc](ctx, s.sess, s.games().Insert(insertDoc(&g)))
+			w, err := runWrite[doc](ctx, s.sess, s.seated(player, newID, func() r.Term { return s.games().Insert(insertDoc(&g)) }))
 			if err != nil {
+				mine = &g
+				drop()
 				return Game{}, fmt.Errorf("insert game %s: %w", newID, err)
 			}
 			if w.Inserted != 1 {
 				return Game{}, fmt.Errorf("game id %q already exists", newID)
 			}
 			mine = &g
-			if err := s.seat(ctx, player, newID); err != nil {
-				drop()
-				return Game{}, err
-			}
 		}
 		// Enqueue ours; or, if another player enqueued meanwhile, take
 		// theirs in the same write, as step 1 would.
@@ -537,18 +537,19 @@ func (s *Rethink) swapQueue(ctx context.Context, fn func(q r.Term) r.Term) (queu
 	return queueDoc{}, nil
 }
 
-// pair makes player the O of waiting game id, or returns errGone.
+// pair makes player the O of waiting game id, or returns errGone. The
+// player's seat is recorded first, in the same query.
 func (s *Rethink) pair(ctx context.Context, id, player string) (Game, error) {
-	if err := s.seat(ctx, player, id); err != nil {
-		return Game{}, err
-	}
-	w, err := runWrite[doc](ctx, s.sess, s.games().Get(id).Replace(func(d r.Term) any {
-		return r.Branch(d.Eq(nil), nil,
-			r.Branch(d.Field("status").Eq(game.Waiting.String()).And(d.Field("playerX").Ne(player)),
-				d.Merge(map[string]any{"status": game.InProgress.String(), "playerO": player, "started": s.stamp(),
-					"version": d.Field("version").Default(0).Add(1), "owed": true}),
-				d))
-	}, r.ReplaceOpts{ReturnChanges: "always"}))
+	started := s.stamp()
+	w, err := runWrite[doc](ctx, s.sess, s.seated(player, id, func() r.Term {
+		return s.games().Get(id).Replace(func(d r.Term) any {
+			return r.Branch(d.Eq(nil), nil,
+				r.Branch(d.Field("status").Eq(game.Waiting.String()).And(d.Field("playerX").Ne(player)),
+					d.Merge(map[string]any{"status": game.InProgress.String(), "playerO": player, "started": started,
+						"version": d.Field("version").Default(0).Add(1), "owed": true}),
+					d))
+		}, r.ReplaceOpts{ReturnChanges: "always"})
+	}))
 	if err != nil {
 		return Game{}, fmt.Errorf("pair with game %s: %w", id, err)
 	}

@@ -71,20 +71,29 @@ func (s *Rethink) Active(ctx context.Context, player string) (Game, error) {
 }
 
 func (s *Rethink) active(ctx context.Context, player string) (Game, error) {
-	var p struct {
-		Game string `rethinkdb:"game"`
+	// One query: the seat, then its game. (A missing seat is null on
+	// RethinkDB and an empty selection on reqlite: the field's default
+	// covers both.)
+	cur, err := s.db.Table(tablePlayers).Get(player).Field("game").Default(nil).Do(func(id r.Term) any {
+		return r.Branch(id.Eq(nil), nil, s.games().Get(id))
+	}).Run(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return Game{}, err
 	}
-	if err := s.db.Table(tablePlayers).Get(player).ReadOne(&p, s.sess, r.RunOpts{Context: ctx}); err != nil {
+	defer cur.Close()
+	var d doc
+	if err := cur.One(&d); err != nil {
 		if errors.Is(err, r.ErrEmptyResult) {
 			return Game{}, ErrNotFound
 		}
 		return Game{}, err
 	}
-	g, err := s.load(ctx, p.Game)
+	s.loads.Add(1)
+	g, err := fromDoc(&d)
 	if err != nil {
 		return Game{}, err
 	}
-	// A seat is recorded before the write that takes it (see seat), so the
+	// A seat is recorded before the write that takes it (see seated), so the
 	// record may name a game the player did not get into.
 	if g.Status.Over() || g.Team(player) == game.Empty {
 		return Game{}, ErrNotFound
@@ -92,16 +101,17 @@ func (s *Rethink) active(ctx context.Context, player string) (Game, error) {
 	return g, nil
 }
 
-// seat records game id as player's latest before the write that puts the
-// player in it: if that write is applied but its answer lost, Active and the
-// player's next Join still find the game. A failed seat changes no game.
-func (s *Rethink) seat(ctx context.Context, player, id string) error {
-	_, err := s.db.Table(tablePlayers).Insert(map[string]any{"id": player, "game": id},
-		r.InsertOpts{Conflict: "replace"}).RunWrite(s.sess, r.RunOpts{Context: ctx})
-	if err != nil {
-		return fmt.Errorf("record %s's seat: %w", id, err)
-	}
-	return nil
+// seated is write, run once player's seat in game id is recorded, in the
+// same query: the seat first, and write only if the seat was recorded. The
+// query's answer is write's, or the seat's failure. The seat names the
+// player's latest game before the write that puts the player in it: if
+// that write is applied but its answer lost, Active and the player's next
+// Join still find the game. A failed seat changes no game.
+func (s *Rethink) seated(player, id string, write func() r.Term) r.Term {
+	seat := s.db.Table(tablePlayers).Insert(map[string]any{"id": player, "game": id}, r.InsertOpts{Conflict: "replace"})
+	return seat.Do(func(w r.Term) any {
+		return r.Branch(w.Field("errors").Eq(0), write(), w)
+	})
 }
 
 // Live returns up to limit games in progress, in no particular order.
