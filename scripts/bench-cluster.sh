@@ -106,9 +106,14 @@ if [ -n "${REQLITE_SLOW_MS:-}" ]; then
 		ms = $3; kind = substr($0, index($0, ": ") + 2)
 		gsub(/"[a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9][a-z0-9]+"/, "ID", kind) # ids, not table names
 		gsub(/\[2,\[[0-9]+(,[0-9]+)*\]\]/, "[2,[V]]", kind) # the variables of a function
+		gsub(/\[10,\[[0-9]+\]\]/, "[10,[V]]", kind) # and their uses
+		gsub(/"probe-[0-9a-f]+"/, "ID", kind)
 		gsub(/\[\[14,\["tictac"\]\],/, "", kind)
 		kind = substr(kind, 1, 60)
-		n[kind]++; sum[kind] += ms; if (ms > mx[kind]) mx[kind] = ms
+		n[kind]++; sum[kind] += ms; if (ms > mx[kind]) mx[kind] = ms; all += ms; count++
 	}
-	END { for (k in n) printf "  %6d %9.1f %7.1f  %s\n", n[k], sum[k], mx[k], k }' "$work/reqlite.log" | sort -k2 -nr | head -15
+	END {
+		for (k in n) printf "  %6d %9.1f %7.1f  %s\n", n[k], sum[k], mx[k], k
+		printf "  %6d %9.1f %7s  (all of them)\n", count, all, "-"
+	}' "$work/reqlite.log" | sort -k2 -nr | head -16
 fi
