@@ -226,7 +226,7 @@ func TestBrowser(t *testing.T) {
 		a.waitText("#status", "Your turn")
 	})
 
-	t.Run("a friend joins by the invite link", func(t *testing.T) {
+	t.Run("a friend joins by the invite link after a reload", func(t *testing.T) {
 		a := openPage(t, "host", base, desktop)
 		a.click("#mode-friend")
 		a.run(chromedp.WaitVisible("#invite-link", chromedp.ByQuery))
@@ -235,6 +235,15 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("invite link %q", link)
 		}
 		a.shot("invite")
+		// The page goes away while the link is out (a phone switching to a
+		// chat app to send it, here a reload) and comes back to the same
+		// link, which still works.
+		a.run(chromedp.Reload())
+		a.run(chromedp.WaitVisible("#invite-link", chromedp.ByQuery))
+		if again := strings.TrimSpace(a.text("#invite-link")); again != link {
+			t.Fatalf("after a reload the invite link is %q, want %q", again, link)
+		}
+		a.shot("invite-after-reload")
 		b := openPageAt(t, "friend", link, phone)
 		a.waitText("#status", "Your turn")
 		b.waitText("#status", "Opponent")

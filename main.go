@@ -128,7 +128,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if err != nil {
 		return config{}, fmt.Errorf("GRACE: %w", err)
 	}
-	fs.DurationVar(&cfg.grace, "grace", grace, "how long a player whose connection dropped mid-game has to come back before forfeiting (env GRACE)")
+	fs.DurationVar(&cfg.grace, "grace", grace, "how long a player whose connection dropped has to come back: mid-game before forfeiting, to a friend's game before its invite dies (env GRACE)")
 	shutdown, err := time.ParseDuration(env("SHUTDOWN_TIMEOUT", "10s"))
 	if err != nil {
 		return config{}, fmt.Errorf("SHUTDOWN_TIMEOUT: %w", err)

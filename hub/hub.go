@@ -33,6 +33,9 @@ type Store interface {
 	JoinInvite(ctx context.Context, player, code string) (store.Game, error)
 	// Leave cancels player's waiting game or resigns its game in progress.
 	Leave(ctx context.Context, id, player string) (store.Game, error)
+	// Expire cancels a friend's waiting game whose player is still away
+	// with deadline.
+	Expire(ctx context.Context, id, player string, deadline int64) (store.Game, error)
 	// Move plays square (x, y) for player, atomically and at most once per moveID.
 	Move(ctx context.Context, id, player string, x, y int, moveID string) (store.Game, error)
 	// Update changes a game atomically through fn.
@@ -100,7 +103,9 @@ type Options struct {
 	// Registerer gets the hub's Prometheus metrics; a private registry if nil.
 	Registerer prometheus.Registerer
 	// Grace is how long a player whose socket dropped mid-game has to come
-	// back before the opponent wins by forfeit. Default 30s.
+	// back before the opponent wins by forfeit, and how long a friend's
+	// game waits for its player to come back before its invite dies.
+	// Default 30s.
 	Grace time.Duration
 	// Now is the clock; time.Now if nil.
 	Now func() time.Time

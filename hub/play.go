@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/tictac/tictac/game"
@@ -115,12 +116,14 @@ func (c *conn) hello(token string) error {
 		return nil
 	case err != nil:
 		return err
-	case g.Status == game.Waiting:
-		// Waiting games belong to a socket; this one's is gone. Free the
-		// queue: the page offers a new game.
+	case g.Status == game.Waiting && g.Mode != store.ModeFriend:
+		// A quick game waits for whoever is there; this player's socket
+		// is gone. Free the queue: the page offers a new game.
 		c.cancelWaiting(ctx, g.ID)
 		return nil
 	}
+	// A game in progress, or a friend's game still waiting for the
+	// friend, whose invite link is out: the player is back in it.
 	return c.attach(ctx, g)
 }
 
@@ -150,7 +153,9 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 		back, err := c.hub.store.Update(ctx, g.ID, func(g *store.Game) error { return g.SetBack(c.player) })
 		if err == nil {
 			g = back
-			c.hub.publish(ctx, &g, framePlayerBack(g.ID, team))
+			if g.Status == game.InProgress { // a waiting game has nobody to tell
+				c.hub.publish(ctx, &g, framePlayerBack(g.ID, team))
+			}
 		}
 	}
 	c.enqueue(frameJoinGame(&g, team))
@@ -311,7 +316,13 @@ func (c *conn) joinInvite(ctx context.Context, code string) error {
 	c.hub.log.Debug("joined game", "game", g.ID, "team", "o", "player", c.tag, "mode", "friend")
 	c.hub.log.Info("game started", "game", g.ID, "mode", "friend")
 	c.enqueue(frameJoinGame(&g, game.O))
-	return c.hub.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(&g))
+	frames := [][]byte{framePlayerJoin(g.ID, game.O), frameStatus(&g)}
+	if d := g.Away[0]; d != 0 {
+		// The friend who sent the link is away: the countdown it had
+		// runs on, and every replica in the game arms its forfeit.
+		frames = append(frames, framePlayerAway(g.ID, game.X, d, c.hub.opt.Now().UnixMilli()))
+	}
+	return c.hub.publish(ctx, &g, frames...)
 }
 
 // move plays a square in the player's game and tells everyone in it.
@@ -492,7 +503,7 @@ func (c *conn) sync(id string) error {
 		c.enqueue(frameState(&g, game.Empty))
 	case team == game.Empty:
 		return refuse("not_in_game", "You are not in that game.")
-	case g.Status == game.InProgress && (c.room == nil || c.room.id != id):
+	case (g.Status == game.InProgress || g.Status == game.Waiting && g.Mode == store.ModeFriend) && (c.room == nil || c.room.id != id):
 		return c.attach(ctx, g)
 	default:
 		c.enqueue(frameState(&g, team))
@@ -530,7 +541,9 @@ func (c *conn) leave() {
 	defer c.dropRoom()
 	switch r.status() {
 	case game.Waiting:
-		c.cancelWaiting(ctx, r.id)
+		if !c.awaitReturn(ctx, r) {
+			c.cancelWaiting(ctx, r.id)
+		}
 	case game.InProgress:
 		if r.hasOther(c) {
 			return // the same player is still here on another socket
@@ -545,6 +558,53 @@ func (c *conn) leave() {
 		}
 		c.hub.log.Info("player away", "game", g.ID, "team", c.team.String(), "deadline", time.UnixMilli(deadline))
 		c.hub.publish(ctx, &g, framePlayerAway(g.ID, c.team, deadline, c.hub.opt.Now().UnixMilli()))
+	}
+}
+
+// awaitReturn keeps the player's waiting game for the grace period if it is
+// a friend's, whose invite link is out and may be opened while the page is
+// away (a phone that switched to a chat app to send it): the player finds
+// it again on coming back, and a friend who comes meanwhile starts the game
+// with the player away. It reports false for other games, which the caller
+// cancels.
+func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
+	if r.hasOther(c) {
+		return true // the same player is still here on another socket
+	}
+	id, player := r.id, c.player
+	deadline := c.hub.opt.Now().Add(c.hub.opt.Grace).UnixMilli()
+	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) error { return g.SetAway(player, deadline) })
+	switch {
+	case errors.Is(err, game.ErrNotStarted), errors.Is(err, store.ErrNotFound):
+		return false // a quick game: cancelled by the caller (or gone)
+	case err != nil:
+		c.hub.log.Warn("mark player away", "game", id, "err", err)
+		return false
+	case g.Status == game.InProgress:
+		// The friend came just now: away as from any game in progress.
+		c.hub.publish(ctx, &g, framePlayerAway(g.ID, c.team, deadline, c.hub.opt.Now().UnixMilli()))
+		return true
+	}
+	c.hub.log.Info("invite waits for its player", "game", id, "deadline", time.UnixMilli(deadline))
+	h := c.hub
+	h.bg.after(fmt.Sprintf("expire/%s/%d", id, deadline), time.Until(time.UnixMilli(deadline)), func(ctx context.Context) {
+		h.expireInvite(ctx, id, player, deadline)
+	})
+	return true
+}
+
+// expireInvite cancels a friend's game whose player did not come back to it
+// by deadline, unless the player came back or the friend came meanwhile.
+func (h *Hub) expireInvite(ctx context.Context, id, player string, deadline int64) {
+	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+	defer cancel()
+	_, err := h.store.Expire(ctx, id, player, deadline)
+	switch {
+	case errors.Is(err, store.ErrNotAway), errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		h.log.Warn("expire invite", "game", id, "err", err)
+	default:
+		h.log.Info("invite expired: its player did not come back", "game", id)
 	}
 }
 

@@ -164,6 +164,114 @@ func TestInvite(t *testing.T) {
 	host.Move(friend, 0, 0)
 }
 
+// TestInviteWaitsForItsPlayer: the page that made an invite may lose its
+// socket while the link is out (a phone switches to a chat app to send it).
+// The game keeps waiting for its player for the grace period: the player
+// finds it again, with the same link; a friend who opens the link meanwhile
+// starts the game and sees the player's countdown; after the grace period
+// the link is dead.
+func TestInviteWaitsForItsPlayer(t *testing.T) {
+	t.Parallel()
+	const grace = 2 * time.Second
+	s := newServer(t, hub.Options{Grace: grace})
+	invite := func(token string) (*wstest.Client, string, struct{ GameID, Team, Invite string }) {
+		t.Helper()
+		host, tok := wstest.Hello(t, s.url, token)
+		host.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "friend"}})
+		var j struct{ GameID, Team, Invite string }
+		host.Expect("joinGame").Decode(t, &j)
+		host.GameID, host.Team = j.GameID, j.Team
+		host.ExpectStatus("waiting")
+		return host, tok, j
+	}
+
+	t.Run("the player comes back to the same link", func(t *testing.T) {
+		host, tok, j := invite("")
+		host.WS.Close(websocket.StatusGoingAway, "switched apps")
+		time.Sleep(100 * time.Millisecond) // the server sees it go
+		back, _ := wstest.Hello(t, s.url, tok)
+		var bj struct{ GameID, Team, Invite string }
+		back.Expect("joinGame").Decode(t, &bj)
+		st := expectState(t, back)
+		if bj != j || st.Status != "waiting" || st.Invite == nil || *st.Invite != j.Invite {
+			t.Fatalf("back in %+v, state %+v %v; want %+v waiting with its invite", bj, st.Status, st.Invite, j)
+		}
+		back.GameID, back.Team = j.GameID, "x"
+		time.Sleep(grace + 300*time.Millisecond) // past the first deadline: the invite holds
+		friend, _ := wstest.Hello(t, s.url, "")
+		friend.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+		var fj struct{ GameID, Team string }
+		friend.Expect("joinGame").Decode(t, &fj)
+		friend.GameID, friend.Team = fj.GameID, fj.Team
+		if fj.GameID != j.GameID {
+			t.Fatalf("friend joined %s, want %s", fj.GameID, j.GameID)
+		}
+		for _, c := range []*wstest.Client{back, friend} {
+			c.Expect("playerJoin")
+			c.ExpectStatus("in-progress")
+		}
+		friend.Quiet(50 * time.Millisecond) // no countdown: the player is here
+		back.Move(friend, 1, 1)
+	})
+
+	t.Run("a friend comes while the player is away", func(t *testing.T) {
+		host, tok, j := invite("")
+		host.WS.Close(websocket.StatusGoingAway, "switched apps")
+		time.Sleep(100 * time.Millisecond)
+		friend, _ := wstest.Hello(t, s.url, "")
+		friend.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+		var fj struct{ GameID, Team string }
+		friend.Expect("joinGame").Decode(t, &fj)
+		friend.GameID, friend.Team = fj.GameID, fj.Team
+		friend.Expect("playerJoin")
+		friend.ExpectStatus("in-progress")
+		var away struct {
+			Team     string
+			Deadline int64
+		}
+		friend.Expect("playerAway").Decode(t, &away)
+		if left := time.Until(time.UnixMilli(away.Deadline)); away.Team != "x" || left <= 0 || left > grace {
+			t.Fatalf("playerAway %+v (%v left), want x within %v", away, left, grace)
+		}
+		back, _ := wstest.Hello(t, s.url, tok)
+		back.Expect("joinGame")
+		st := expectState(t, back)
+		if st.Status != "in-progress" || st.Team != "x" {
+			t.Fatalf("back in %+v, want the game in progress as x", st)
+		}
+		friend.Expect("playerBack")
+		back.Expect("playerBack")
+		back.GameID, back.Team = j.GameID, "x"
+		back.Move(friend, 0, 0)
+	})
+
+	t.Run("the link dies after the grace period", func(t *testing.T) {
+		host, tok, j := invite("")
+		host.WS.Close(websocket.StatusGoingAway, "gone")
+		time.Sleep(grace + 500*time.Millisecond)
+		friend, _ := wstest.Hello(t, s.url, "")
+		friend.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+		friend.ExpectError("invite_not_found")
+		if _, err := s.store.Game(context.Background(), j.GameID); err == nil {
+			t.Error("the expired invite's game is still stored")
+		}
+		back, _ := wstest.Hello(t, s.url, tok)
+		back.Quiet(100 * time.Millisecond) // nothing to resume
+	})
+
+	t.Run("a quick game does not wait", func(t *testing.T) {
+		q, tok := wstest.Hello(t, s.url, "")
+		q.Join()
+		q.WS.Close(websocket.StatusGoingAway, "gone")
+		time.Sleep(100 * time.Millisecond)
+		if _, err := s.store.Game(context.Background(), q.GameID); err == nil {
+			t.Error("a waiting quick game outlived its socket")
+		}
+		back, _ := wstest.Hello(t, s.url, tok)
+		back.Quiet(100 * time.Millisecond)
+	})
+}
+
 // TestBotGame plays the hard computer to the end: it answers every move and
 // never loses.
 func TestBotGame(t *testing.T) {

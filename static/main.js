@@ -246,11 +246,13 @@ function afterHello() {
   syncStats();
   if (state.phase === 'joining' && state.intent) {
     sendJoin(state.intent);
-  } else if (state.phase === 'waiting' && isSeated(state)) {
-    // A waiting game dies with its socket (nobody was kept waiting on it):
-    // queue again, or make a new invite, since the old link no longer works.
-    start(state.mode === 'friend' ? { kind: 'friend', renewed: true } : { kind: 'quick' });
+  } else if (state.phase === 'waiting' && isSeated(state) && state.mode !== 'friend') {
+    // A quick game's wait dies with its socket (nobody was kept waiting on
+    // it): queue again.
+    start({ kind: 'quick' });
   } else if (state.gameId && state.phase !== 'home') {
+    // A friend's game waits for us for the grace period, its link still
+    // good, and comes back like a game in progress.
     // The server gives a resumed player its game unasked, but not a game that
     // ended meanwhile, nor one we only watch: ask for it by id.
     const watching = state.team === 'spectator';
@@ -274,6 +276,9 @@ function afterHello() {
 function resumeFailed() {
   resuming = null;
   clearTimeout(resumeTimer);
+  // An invite that expired while we were away: make a new one (the page
+  // says the old link no longer works).
+  if (state.phase === 'waiting' && state.mode === 'friend') return start({ kind: 'friend', renewed: true });
   dispatch({ action: 'local:lost' });
 }
 

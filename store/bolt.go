@@ -638,17 +638,7 @@ func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 			return ErrNotPlayer
 		}
 		if g.Status == game.Waiting {
-			if q != 0 {
-				if err := b.del(bWaiting, queueKey(q)); err != nil {
-					return err
-				}
-			}
-			if g.Invite != "" {
-				if err := b.del(bInvites, []byte(g.Invite)); err != nil {
-					return err
-				}
-			}
-			return b.remove(id)
+			return b.dropWaiting(&g, q)
 		}
 		before := g
 		if err := g.Resign(player, s.now()); err != nil {
@@ -662,6 +652,44 @@ func (s *Bolt) Leave(ctx context.Context, id, player string) (Game, error) {
 		return Game{}, fmt.Errorf("leave game %s: %w", id, err)
 	}
 	return g, nil
+}
+
+// Expire deletes friend's game id, waiting for the friend, if its player is
+// still away with deadline (see SetAway): its invite dies with it. It
+// returns the game as it was, or ErrNotAway if the player came back or the
+// friend came, ErrNotFound or ErrNotPlayer.
+func (s *Bolt) Expire(ctx context.Context, id, player string, deadline int64) (Game, error) {
+	var g Game
+	err := s.write(ctx, func(b *batch, d *Stats) error {
+		var q uint64
+		var err error
+		if g, q, err = b.load(id); err != nil {
+			return err
+		}
+		if err := g.expiring(player, deadline); err != nil {
+			return err
+		}
+		return b.dropWaiting(&g, q)
+	})
+	if err != nil {
+		return Game{}, fmt.Errorf("expire game %s: %w", id, err)
+	}
+	return g, nil
+}
+
+// dropWaiting deletes waiting game g, queued at q (0 if not), and its invite.
+func (b *batch) dropWaiting(g *Game, q uint64) error {
+	if q != 0 {
+		if err := b.del(bWaiting, queueKey(q)); err != nil {
+			return err
+		}
+	}
+	if g.Invite != "" {
+		if err := b.del(bInvites, []byte(g.Invite)); err != nil {
+			return err
+		}
+	}
+	return b.remove(g.ID)
 }
 
 // Move fills square (x, y) of game id for player, whose team the game knows.

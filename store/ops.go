@@ -59,9 +59,15 @@ func (g *Game) MoveNumber(moveID string) int {
 	return 0
 }
 
-// AcceptInvite puts player in a friend's game that waits with code, and starts it.
+// AcceptInvite puts player in a friend's game that waits with code, and
+// starts it. An invite whose player went away and is past the deadline to
+// come back is dead (ErrNotFound), as if Expire had run; one still within
+// it starts with that player away, and the deadline holds.
 func (g *Game) AcceptInvite(player, code string, now time.Time) error {
 	if g.Status != game.Waiting || g.Invite == "" || g.Invite != code {
+		return ErrNotFound
+	}
+	if g.Away[0] != 0 && now.UnixMilli() >= g.Away[0] {
 		return ErrNotFound
 	}
 	if player == g.PlayerX {
@@ -107,16 +113,36 @@ func (g *Game) concede(player, reason string, now time.Time) error {
 }
 
 // SetAway marks player as gone until deadline (unix milliseconds). Only a
-// game in progress waits for a player.
+// game in progress waits for a player, and a friend's game waiting for the
+// friend (its invite link is out) waits for its own: other waiting games
+// get game.ErrNotStarted, ended ones game.ErrOver.
 func (g *Game) SetAway(player string, deadline int64) error {
 	i := g.slot(player)
 	if i < 0 {
 		return ErrNotPlayer
 	}
-	if g.Status != game.InProgress {
+	switch {
+	case g.Status == game.Waiting && g.Mode != ModeFriend:
+		return game.ErrNotStarted
+	case g.Status != game.InProgress && g.Status != game.Waiting:
 		return game.ErrOver
 	}
 	g.Away[i] = deadline
+	return nil
+}
+
+// expiring checks that g is a friend's game still waiting for the friend
+// while its player is away with deadline: what Expire deletes. Otherwise
+// ErrNotAway (the player came back, went away again with another deadline,
+// or the friend came) or ErrNotPlayer.
+func (g *Game) expiring(player string, deadline int64) error {
+	i := g.slot(player)
+	if i < 0 {
+		return ErrNotPlayer
+	}
+	if g.Status != game.Waiting || deadline == 0 || g.Away[i] != deadline {
+		return ErrNotAway
+	}
 	return nil
 }
 

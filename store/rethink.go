@@ -599,7 +599,7 @@ func (s *Rethink) leave(ctx context.Context, id, player string) (Game, error) {
 			return g, nil
 		}
 		wctx, cancel := writeCtx(ctx)
-		g, err = s.leaveWaiting(wctx, g)
+		g, err = s.leaveWaiting(wctx, g, nil)
 		cancel()
 		if errors.Is(err, ErrConflict) {
 			continue // paired meanwhile: resign instead
@@ -609,11 +609,17 @@ func (s *Rethink) leave(ctx context.Context, id, player string) (Game, error) {
 	return Game{}, ErrConflict
 }
 
-// leaveWaiting deletes waiting game g if it is still waiting, then takes it
-// out of the queue. Deleting first is what makes a concurrent pair fail.
-func (s *Rethink) leaveWaiting(ctx context.Context, g Game) (Game, error) {
+// leaveWaiting deletes waiting game g if it is still waiting (and, if cond
+// is given, cond of the stored document holds), then takes it out of the
+// queue. Deleting first is what makes a concurrent pair fail. ErrConflict
+// if it was not deleted.
+func (s *Rethink) leaveWaiting(ctx context.Context, g Game, cond func(d r.Term) r.Term) (Game, error) {
 	w, err := runWrite[doc](ctx, s.sess, s.games().Get(g.ID).Replace(func(d r.Term) any {
-		return r.Branch(d.Eq(nil), nil, r.Branch(d.Field("status").Eq(game.Waiting.String()), nil, d))
+		drop := d.Field("status").Eq(game.Waiting.String())
+		if cond != nil {
+			drop = drop.And(cond(d))
+		}
+		return r.Branch(d.Eq(nil), nil, r.Branch(drop, nil, d))
 	}))
 	if err != nil {
 		return Game{}, err
@@ -621,12 +627,45 @@ func (s *Rethink) leaveWaiting(ctx context.Context, g Game) (Game, error) {
 	if w.Deleted != 1 {
 		return Game{}, ErrConflict
 	}
+	if g.Mode == ModeFriend {
+		return g, nil // never queued
+	}
 	if _, err := s.swapQueue(ctx, func(q r.Term) r.Term {
 		return r.Branch(q.Field("game").Eq(g.ID), emptyQueue, q)
 	}); err != nil {
 		// The game is gone, so a joiner who takes it goes on to the next.
 		s.log.Warn("clear queue", "game", g.ID, "err", err)
 	}
+	return g, nil
+}
+
+// Expire deletes friend's game id, waiting for the friend, if its player is
+// still away with deadline (see SetAway): its invite dies with it. It
+// returns the game as it was, or ErrNotAway if the player came back or the
+// friend came, ErrNotFound or ErrNotPlayer.
+func (s *Rethink) Expire(ctx context.Context, id, player string, deadline int64) (Game, error) {
+	if err := s.enter(); err != nil {
+		return Game{}, fmt.Errorf("expire game %s: %w", id, err)
+	}
+	defer s.ops.Done()
+	g, err := s.load(ctx, id)
+	if err == nil {
+		err = g.expiring(player, deadline)
+	}
+	if err != nil {
+		return Game{}, fmt.Errorf("expire game %s: %w", id, err)
+	}
+	i := int(g.Team(player)) - 1
+	wctx, cancel := writeCtx(ctx)
+	defer cancel()
+	g, err = s.leaveWaiting(wctx, g, func(d r.Term) r.Term { return d.Field("away").Nth(i).Eq(deadline) })
+	if errors.Is(err, ErrConflict) {
+		err = ErrNotAway // the player came back, or the friend came, meanwhile
+	}
+	if err != nil {
+		return Game{}, fmt.Errorf("expire game %s: %w", id, err)
+	}
+	s.known.drop(id)
 	return g, nil
 }
 

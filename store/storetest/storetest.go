@@ -17,6 +17,7 @@ import (
 type Store interface {
 	Join(ctx context.Context, player, newID string) (store.Game, error)
 	Leave(ctx context.Context, id, player string) (store.Game, error)
+	Expire(ctx context.Context, id, player string, deadline int64) (store.Game, error)
 	Move(ctx context.Context, id, player string, x, y int, moveID string) (store.Game, error)
 	Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error)
 	Create(ctx context.Context, g store.Game) (store.Game, error)
@@ -50,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"Resign", testResign},
 		{"AwayAndForfeit", testAwayForfeit},
 		{"FriendInvite", testInvite},
+		{"InviteWaitsForItsPlayer", testInviteAway},
 		{"BotGame", testBotGame},
 		{"Rematch", testRematch},
 		{"ActiveAndLive", testActiveLive},
@@ -497,6 +499,97 @@ func testInvite(t *testing.T, s Store) {
 	if _, err := s.JoinInvite(ctx(t), o, c2); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("cancelled code = %v, want ErrNotFound", err)
 	}
+}
+
+// testInviteAway: a friend's game waits for its player, gone with its
+// invite link out, until a deadline; Expire then deletes it, but only if
+// the player is still away with that deadline and nobody came.
+func testInviteAway(t *testing.T, s Store) {
+	x, o := store.NewID(), store.NewID()
+	invite := func() store.Game {
+		t.Helper()
+		g, err := s.Create(ctx(t), store.Game{ID: store.NewID(), PlayerX: x, Game: game.New(), Mode: store.ModeFriend, Invite: store.NewInvite(), Created: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	away := func(g store.Game, deadline int64) store.Game {
+		t.Helper()
+		a, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.SetAway(x, deadline) })
+		if err != nil || a.Away != [2]int64{deadline, 0} || a.Status != game.Waiting {
+			t.Fatalf("SetAway on a waiting invite = %v %v, %v", a.Status, a.Away, err)
+		}
+		return a
+	}
+	later := time.Now().Add(time.Hour).UnixMilli()
+
+	// Only a friend's game waits for its player: a quick one does not.
+	q, err := s.Join(ctx(t), x, store.NewID())
+	if err != nil || q.Status != game.Waiting {
+		t.Fatalf("Join = %+v, %v", q, err)
+	}
+	if _, err := s.Update(ctx(t), q.ID, func(g *store.Game) error { return g.SetAway(x, later) }); !errors.Is(err, game.ErrNotStarted) {
+		t.Errorf("SetAway on a waiting quick game = %v, want game.ErrNotStarted", err)
+	}
+	if _, err := s.Leave(ctx(t), q.ID, x); err != nil {
+		t.Fatal(err)
+	}
+
+	// Back in time: the invite stays, and Expire with the old deadline is refused.
+	g := away(invite(), later)
+	if back, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.SetBack(x) }); err != nil || back.Away != [2]int64{} {
+		t.Fatalf("SetBack = %v, %v", back.Away, err)
+	}
+	if _, err := s.Expire(ctx(t), g.ID, x, later); !errors.Is(err, store.ErrNotAway) {
+		t.Errorf("Expire after coming back = %v, want ErrNotAway", err)
+	}
+	// Away again: Expire needs this deadline, and the creator.
+	away(g, later+1)
+	if _, err := s.Expire(ctx(t), g.ID, x, later); !errors.Is(err, store.ErrNotAway) {
+		t.Errorf("Expire with an old deadline = %v, want ErrNotAway", err)
+	}
+	if _, err := s.Expire(ctx(t), g.ID, o, later+1); !errors.Is(err, store.ErrNotPlayer) {
+		t.Errorf("Expire by a stranger = %v, want ErrNotPlayer", err)
+	}
+	gone, err := s.Expire(ctx(t), g.ID, x, later+1)
+	if err != nil || gone.ID != g.ID {
+		t.Fatalf("Expire = %+v, %v", gone, err)
+	}
+	if _, err := s.Game(ctx(t), g.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired game: Game = %v, want ErrNotFound", err)
+	}
+	if _, err := s.JoinInvite(ctx(t), o, g.Invite); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired invite: JoinInvite = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Active(ctx(t), x); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired invite: Active = %v, want ErrNotFound", err)
+	}
+
+	// The friend comes while the player is away: the game starts, the
+	// player still away with that deadline, and Expire has nothing to do.
+	g = away(invite(), later)
+	a, err := s.Active(ctx(t), x)
+	if err != nil || a.ID != g.ID || a.Status != game.Waiting {
+		t.Fatalf("Active of the away player = %+v, %v; want its waiting invite", a, err)
+	}
+	started, err := s.JoinInvite(ctx(t), o, g.Invite)
+	if err != nil || started.Status != game.InProgress || started.Away != [2]int64{later, 0} {
+		t.Fatalf("JoinInvite while its player is away = %v %v, %v", started.Status, started.Away, err)
+	}
+	if _, err := s.Expire(ctx(t), g.ID, x, later); !errors.Is(err, store.ErrNotAway) {
+		t.Errorf("Expire of a started game = %v, want ErrNotAway", err)
+	}
+	if _, err := s.Update(ctx(t), g.ID, func(g *store.Game) error { return g.Forfeit(x, later, time.Now()) }); err != nil {
+		t.Errorf("forfeit at the carried deadline: %v", err)
+	}
+
+	// Past its deadline an invite is dead even if nothing expired it.
+	g = away(invite(), time.Now().Add(-time.Second).UnixMilli())
+	if _, err := s.JoinInvite(ctx(t), o, g.Invite); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("invite past its player's deadline: JoinInvite = %v, want ErrNotFound", err)
+	}
+	eventually(t, s, store.Stats{store.TotalGames: 1, store.AbandonedGames: 1})
 }
 
 func testBotGame(t *testing.T, s Store) {
