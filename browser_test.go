@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -86,8 +87,33 @@ func openPage(t *testing.T, name, url string, s screen) *page {
 	if s.mobile {
 		emulate = chromedp.EmulateViewport(s.w, s.h, chromedp.EmulateScale(s.scale), chromedp.EmulateMobile, chromedp.EmulateTouch)
 	}
-	p.run(emulate, chromedp.Navigate(url), chromedp.WaitVisible("#mode-quick", chromedp.ByQuery))
+	p.run(emulate, trackSockets, chromedp.Navigate(url), chromedp.WaitVisible("#mode-quick", chromedp.ByQuery))
 	return p
+}
+
+// trackSockets makes the page keep every WebSocket it opens in
+// window.__sockets, for dropSockets.
+var trackSockets = chromedp.ActionFunc(func(ctx context.Context) error {
+	_, err := cdppage.AddScriptToEvaluateOnNewDocument(`(() => {
+		const Native = window.WebSocket;
+		window.__sockets = [];
+		window.WebSocket = class extends Native {
+			constructor(...args) { super(...args); window.__sockets.push(this); }
+		};
+	})();`).Do(ctx)
+	return err
+})
+
+// dropSockets closes the page's WebSockets under it, as a network that
+// drops the connection would (the page's own code did not ask), and waits
+// until the page has connected again.
+func (p *page) dropSockets() {
+	p.t.Helper()
+	var n int
+	p.run(chromedp.Evaluate(`window.__sockets.forEach((s) => s.close(4001, 'dropped by the test')); window.__sockets.length`, &n))
+	p.run(chromedp.Poll(fmt.Sprintf(`window.__sockets.length > %d && window.__sockets.at(-1).readyState === WebSocket.OPEN`, n), nil,
+		chromedp.WithPollingTimeout(15*time.Second)))
+	p.run(chromedp.WaitNotVisible("#banner", chromedp.ByQuery))
 }
 
 func (p *page) run(actions ...chromedp.Action) {
@@ -250,6 +276,27 @@ func TestBrowser(t *testing.T) {
 		a.clickCell(2, 2)
 		b.waitText("#status", "Your turn")
 		b.shot("joined")
+	})
+
+	t.Run("an invite survives a dropped connection", func(t *testing.T) {
+		a := openPage(t, "dropped", base, phone)
+		a.click("#mode-friend")
+		a.run(chromedp.WaitVisible("#invite-link", chromedp.ByQuery))
+		link := strings.TrimSpace(a.text("#invite-link"))
+		a.dropSockets()
+		// The page asked for its game back, and got it: same link, and no
+		// word of a new one.
+		time.Sleep(500 * time.Millisecond)
+		if again := strings.TrimSpace(a.text("#invite-link")); again != link {
+			t.Fatalf("after the connection dropped the invite link is %q, want %q", again, link)
+		}
+		if note := a.text("#copy-status"); strings.Contains(note, "new link") {
+			t.Errorf("copy status %q after the drop, want no new link", note)
+		}
+		a.shot("invite-after-drop")
+		b := openPageAt(t, "friend", link, desktop)
+		a.waitText("#status", "Your turn")
+		b.waitText("#status", "Opponent")
 	})
 
 	t.Run("play the computer", func(t *testing.T) {
