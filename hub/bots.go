@@ -162,6 +162,11 @@ func (h *Hub) onAway(r *room, f []byte) {
 		h.bg.after("back/"+id+"/"+team.String(), 0, func(ctx context.Context) { h.markBack(ctx, id, team) })
 		return
 	}
+	h.armForfeit(id, team, deadline)
+}
+
+// armForfeit runs forfeit at deadline, once per replica whoever asks.
+func (h *Hub) armForfeit(id string, team game.Mark, deadline int64) {
 	wait := time.Until(time.UnixMilli(deadline))
 	h.bg.after(fmt.Sprintf("forfeit/%s/%s/%d", id, team, deadline), wait, func(ctx context.Context) {
 		h.forfeit(ctx, id, team, deadline)
@@ -172,7 +177,7 @@ func (h *Hub) markBack(ctx context.Context, id string, team game.Mark) {
 	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
 	defer cancel()
 	g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.SetBack(playerOfTeam(g, team)) })
-	if err == nil {
+	if err == nil && g.Status == game.InProgress { // a waiting game has nobody to tell
 		h.publish(ctx, &g, framePlayerBack(id, team))
 	}
 }
@@ -181,9 +186,18 @@ func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline i
 	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
 	defer cancel()
 	now := h.opt.Now()
-	g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.Forfeit(playerOfTeam(g, team), deadline, now) })
+	var player string
+	g, err := h.store.Update(ctx, id, func(g *store.Game) error {
+		player = playerOfTeam(g, team)
+		return g.Forfeit(player, deadline, now)
+	})
 	switch {
-	case errors.Is(err, store.ErrNotAway), errors.Is(err, game.ErrOver):
+	case errors.Is(err, game.ErrNotStarted):
+		// A friend's game still waiting for the friend, whose player did
+		// not come back: its invite dies.
+		h.expireInvite(ctx, id, player, deadline)
+		return
+	case errors.Is(err, store.ErrNotAway), errors.Is(err, game.ErrOver), errors.Is(err, store.ErrNotFound):
 		return
 	case err != nil:
 		h.log.Warn("forfeit", "game", id, "err", err)

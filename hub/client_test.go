@@ -65,6 +65,29 @@ func newServerOn(tb testing.TB, opt hub.Options, wrap func(*store.Bolt) hub.Stor
 	return &server{url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/live", store: st, hub: h, bus: bus}
 }
 
+// newReplicaOf starts a second hub on s's store and bus, as another replica
+// of the same deployment, and returns its WebSocket URL.
+func newReplicaOf(tb testing.TB, s *server, opt hub.Options) string {
+	tb.Helper()
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	h := hub.New(s.store, s.bus, opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Run(ctx) }()
+	ts := httptest.NewServer(h)
+	tb.Cleanup(func() {
+		closeCtx, c := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c()
+		h.Close(closeCtx)
+		ts.Close()
+		cancel()
+		<-done
+	})
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/live"
+}
+
 type tbWriter struct{ tb testing.TB }
 
 func (w tbWriter) Write(p []byte) (int, error) {

@@ -396,7 +396,10 @@ func (h *Hub) Close(ctx context.Context) error {
 		return ctx.Err()
 	}
 	// Sockets first: closing them marks their players away, which arms
-	// forfeits; the replicas that stay up carry those out.
+	// forfeits; the replicas that stay up carry those out. A friend's
+	// waiting game may have no other replica to expire it: it is cancelled
+	// when its player next connects past the deadline, and its link refused
+	// meanwhile (see lapsed).
 	h.bg.stop()
 	return nil
 }

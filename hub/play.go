@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/tictac/tictac/game"
@@ -122,6 +121,10 @@ func (c *conn) hello(token string) error {
 		c.cancelWaiting(ctx, g.ID)
 		return nil
 	}
+	if d, ok := lapsed(&g, c.player, c.hub.opt.Now()); ok {
+		c.hub.expireInvite(ctx, g.ID, c.player, d)
+		return nil
+	}
 	// A game in progress, or a friend's game still waiting for the
 	// friend, whose invite link is out: the player is back in it.
 	return c.attach(ctx, g)
@@ -139,6 +142,7 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 	if err := c.switchRoom(ctx, g.ID, team, false); err != nil {
 		return err
 	}
+	c.room.friend.Store(g.Mode == store.ModeFriend)
 	// Read the game again now that the socket is in the room: a playerAway
 	// published from here on finds the player present (see onAway), and one
 	// published before is in what we read. Reading only before would let a
@@ -285,6 +289,7 @@ func (c *conn) create(ctx context.Context, req request) error {
 		c.dropRoom()
 		return err
 	}
+	c.room.friend.Store(g.Mode == store.ModeFriend)
 	c.room.observe(g.Status, g.Moves)
 	c.hub.log.Debug("joined game", "game", g.ID, "team", "x", "player", c.tag, "mode", g.Mode.String())
 	c.enqueue(frameJoinGame(&g, game.X))
@@ -312,6 +317,7 @@ func (c *conn) joinInvite(ctx context.Context, code string) error {
 	if err := c.switchRoom(ctx, g.ID, game.O, false); err != nil {
 		return err
 	}
+	c.room.friend.Store(true)
 	c.room.observe(g.Status, g.Moves)
 	c.hub.log.Debug("joined game", "game", g.ID, "team", "o", "player", c.tag, "mode", "friend")
 	c.hub.log.Info("game started", "game", g.ID, "mode", "friend")
@@ -504,6 +510,10 @@ func (c *conn) sync(id string) error {
 	case team == game.Empty:
 		return refuse("not_in_game", "You are not in that game.")
 	case (g.Status == game.InProgress || g.Status == game.Waiting && g.Mode == store.ModeFriend) && (c.room == nil || c.room.id != id):
+		if d, ok := lapsed(&g, c.player, c.hub.opt.Now()); ok {
+			c.hub.expireInvite(ctx, g.ID, c.player, d)
+			return store.ErrNotFound
+		}
 		return c.attach(ctx, g)
 	default:
 		c.enqueue(frameState(&g, team))
@@ -567,30 +577,48 @@ func (c *conn) leave() {
 // it again on coming back, and a friend who comes meanwhile starts the game
 // with the player away. It reports false for other games, which the caller
 // cancels.
+//
+// The player is marked away as from a game in progress, and everyone in the
+// game hears it: a page that came back on another replica before this one
+// saw its old socket close is marked back there (onAway). This replica arms
+// the expiry itself, as a waiting game may have nobody else to arm it.
 func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
+	if !r.friend.Load() {
+		return false
+	}
 	if r.hasOther(c) {
 		return true // the same player is still here on another socket
 	}
-	id, player := r.id, c.player
-	deadline := c.hub.opt.Now().Add(c.hub.opt.Grace).UnixMilli()
-	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) error { return g.SetAway(player, deadline) })
+	id, team := r.id, c.team
+	now := c.hub.opt.Now()
+	deadline := now.Add(c.hub.opt.Grace).UnixMilli()
+	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) error { return g.SetAway(c.player, deadline) })
 	switch {
-	case errors.Is(err, game.ErrNotStarted), errors.Is(err, store.ErrNotFound):
-		return false // a quick game: cancelled by the caller (or gone)
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, game.ErrOver), errors.Is(err, game.ErrNotStarted):
+		return false // gone or over: the caller's cancel has nothing to do
 	case err != nil:
 		c.hub.log.Warn("mark player away", "game", id, "err", err)
 		return false
-	case g.Status == game.InProgress:
-		// The friend came just now: away as from any game in progress.
-		c.hub.publish(ctx, &g, framePlayerAway(g.ID, c.team, deadline, c.hub.opt.Now().UnixMilli()))
-		return true
 	}
-	c.hub.log.Info("invite waits for its player", "game", id, "deadline", time.UnixMilli(deadline))
-	h := c.hub
-	h.bg.after(fmt.Sprintf("expire/%s/%d", id, deadline), time.Until(time.UnixMilli(deadline)), func(ctx context.Context) {
-		h.expireInvite(ctx, id, player, deadline)
-	})
+	if g.Status == game.Waiting {
+		c.hub.log.Info("invite waits for its player", "game", id, "deadline", time.UnixMilli(deadline))
+		c.hub.armForfeit(id, team, deadline)
+	}
+	// Waiting, or the friend came just now: the game is in progress.
+	c.hub.publish(ctx, &g, framePlayerAway(g.ID, team, deadline, now.UnixMilli()))
 	return true
+}
+
+// lapsed reports whether g is a friend's game still waiting for the friend
+// whose player has been away past the deadline: its expiry was lost with
+// the replica that armed it (a restart), and it is cancelled when seen.
+func lapsed(g *store.Game, player string, now time.Time) (int64, bool) {
+	team := g.Team(player)
+	if g.Status != game.Waiting || team == game.Empty {
+		return 0, false
+	}
+	d := g.Away[team-1]
+	return d, d != 0 && now.UnixMilli() >= d
 }
 
 // expireInvite cancels a friend's game whose player did not come back to it

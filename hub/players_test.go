@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/internal/wstest"
+	"github.com/tictac/tictac/store"
 )
 
 type state struct {
@@ -257,6 +259,58 @@ func TestInviteWaitsForItsPlayer(t *testing.T) {
 		}
 		back, _ := wstest.Hello(t, s.url, tok)
 		back.Quiet(100 * time.Millisecond) // nothing to resume
+	})
+
+	t.Run("the page came back on another replica first", func(t *testing.T) {
+		// Replica A has not seen the old socket close yet (a phone's
+		// network dropped: only its pings will tell) when the page is back
+		// on replica B. A marks the player away when it does notice; B,
+		// where the player is, marks it back, so the invite outlives A's
+		// deadline.
+		other := newReplicaOf(t, s, hub.Options{Grace: grace})
+		host, tok, j := invite("")
+		back, _ := wstest.Hello(t, other, tok)
+		back.Expect("joinGame")
+		if st := expectState(t, back); st.Status != "waiting" || st.Invite == nil || *st.Invite != j.Invite {
+			t.Fatalf("back on the other replica in %+v, want the invite waiting", st)
+		}
+		back.GameID, back.Team = j.GameID, "x"
+		host.WS.Close(websocket.StatusGoingAway, "noticed late")
+		back.Expect("playerAway") // what A says; B answers it by marking the player back
+		time.Sleep(grace + 500*time.Millisecond)
+		friend, _ := wstest.Hello(t, s.url, "")
+		friend.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+		var fj struct{ GameID, Team string }
+		friend.Expect("joinGame").Decode(t, &fj)
+		friend.GameID, friend.Team = fj.GameID, fj.Team
+		for _, c := range []*wstest.Client{back, friend} {
+			c.Expect("playerJoin")
+			c.ExpectStatus("in-progress")
+		}
+		back.Move(friend, 1, 1)
+	})
+
+	t.Run("a lapsed invite is cancelled when its player is seen", func(t *testing.T) {
+		// The replica that armed the expiry is gone (a restart): the game
+		// still waits, its player away past the deadline.
+		host, tok, j := invite("")
+		host.WS.Close(websocket.StatusNormalClosure, "")
+		time.Sleep(100 * time.Millisecond)
+		past := time.Now().Add(-time.Second).UnixMilli()
+		g, err := s.store.Game(context.Background(), j.GameID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.store.Update(context.Background(), j.GameID, func(g *store.Game) error { return g.SetAway(g.PlayerX, past) }); err != nil {
+			t.Fatal(err)
+		}
+		back, _ := wstest.Hello(t, s.url, tok)
+		back.Quiet(200 * time.Millisecond) // nothing to resume
+		if _, err := s.store.Game(context.Background(), g.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("lapsed invite's game: %v, want it deleted", err)
+		}
+		back.Send(map[string]any{"action": "sync", "data": map[string]any{"gameId": j.GameID}})
+		back.ExpectError("not_in_game")
 	})
 
 	t.Run("a quick game does not wait", func(t *testing.T) {

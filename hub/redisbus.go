@@ -337,16 +337,41 @@ func (b *RedisBus) Subscribe(ctx context.Context, channel string, fn func(msg []
 	return func() { once.Do(func() { b.remove(t, h) }) }, nil
 }
 
-// ensureSubscribed subscribes t on the current connection unless it already is.
+// ensureSubscribed subscribes t on its partition's connection unless it
+// already is. On a cluster whose slot moved under a connection that held no
+// subscription to be dropped (so nothing told the bus), Redis answers MOVED:
+// the connection is replaced, and t, which has a handler, is subscribed on
+// the new one, which this waits for.
 func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
+	gen, moved, err := b.trySubscribe(ctx, t)
+	if !moved {
+		return err
+	}
+	for {
+		if sc := t.part.sub.Load(); sc != nil && sc.gen != gen {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_, _, err = b.trySubscribe(ctx, t)
+	return err
+}
+
+// trySubscribe is one attempt of ensureSubscribed: it returns the
+// generation of the connection it tried, and whether Redis answered MOVED.
+func (b *RedisBus) trySubscribe(ctx context.Context, t *topic) (gen uint64, moved bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	sc := t.part.sub.Load()
 	if sc == nil {
-		return errDisconnected
+		return 0, false, errDisconnected
 	}
 	if t.gen == sc.gen {
-		return nil
+		return sc.gen, false, nil
 	}
 	if err := sc.dc.Do(ctx, sc.dc.B().Ssubscribe().Channel(t.key).Build()).Error(); err != nil {
 		if ctx.Err() != nil {
@@ -354,14 +379,15 @@ func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
 			// that the cancel that follows sends a SUNSUBSCRIBE after it.
 			t.gen = sc.gen
 		}
-		if _, ok := rueidis.IsRedisErr(err); ok {
+		if re, ok := rueidis.IsRedisErr(err); ok {
 			// Refused, most likely MOVED: the slot is elsewhere now.
 			sc.drop(fmt.Errorf("subscribe %s: %w", t.key, err))
+			_, moved = re.IsMoved()
 		}
-		return err
+		return sc.gen, moved, err
 	}
 	t.gen = sc.gen
-	return nil
+	return sc.gen, false, nil
 }
 
 // remove takes h off t, and unsubscribes t if h was its last handler.
@@ -391,7 +417,11 @@ func (b *RedisBus) remove(t *topic, h *handler) {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		left := sc.leave(t.key)
 		err := sc.dc.Do(ctx, sc.dc.B().Sunsubscribe().Channel(t.key).Build()).Error()
-		left()
+		if err == nil {
+			// Else its answer may still come: the channel stays marked
+			// for as long as this connection lives.
+			left()
+		}
 		cancel()
 		if err != nil && !errors.Is(err, rueidis.ErrClosing) {
 			// Most likely the connection broke, taking the subscription
@@ -439,18 +469,30 @@ func (b *RedisBus) onMessage(m rueidis.PubSubMessage) {
 	}
 }
 
+// anchorChannel, after a partition's hash tag, names the channel each of
+// its connections to a cluster subscribes first and keeps (see connect).
+const anchorChannel = "tictac:anchor"
+
 // connect opens a dedicated connection for p's subscriptions and checks
-// that it is alive. On a cluster the check is a command in p's slot, which
-// binds the connection to the node that owns it.
+// that it is alive. On a cluster the check is a subscription of p's own, in
+// p's slot: it binds the connection to the slot's node (rueidis picks the
+// node by the first command's slot), Redis redirects it (MOVED) unless that
+// node owns the slot, and Redis drops it (an sunsubscribe the bus did not
+// send) when the slot moves, so that the connection is then replaced even
+// if it holds no game's channel.
 func (b *RedisBus) connect(ctx context.Context, p *partition) (*subConn, error) {
 	dc, _ := b.client.Dedicate() // released by dc.Close
 	sc := &subConn{dc: dc, lost: make(chan error, 1), gen: b.gen.Add(1), leaving: make(map[string]int)}
 	sc.errs = dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage, OnSubscription: sc.onSubscription})
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if err := dc.Do(ctx, dc.B().PubsubShardnumsub().Channel(p.tag+"tictac:probe").Build()).Error(); err != nil {
+	check := dc.B().Ping().Build()
+	if p.tag != "" {
+		check = dc.B().Ssubscribe().Channel(p.tag + anchorChannel).Build()
+	}
+	if err := dc.Do(ctx, check).Error(); err != nil {
 		dc.Close()
-		return nil, fmt.Errorf("probe: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return sc, nil
 }

@@ -28,8 +28,9 @@ func TestRedisBusClusterSpread(t *testing.T) {
 		subscribe(t, bus, fmt.Sprintf("tictac:game:spread-%d", i), newInbox(t, 1))
 	}
 
-	seen := map[string]string{} // hub's channel name -> node
-	tags := map[string]string{} // hash tag -> node
+	seen := map[string]string{}  // hub's channel name -> node
+	tags := map[string]string{}  // hash tag -> node
+	anchors := map[string]bool{} // hash tags whose anchor is on the node that holds their channels
 	for _, nd := range nodes {
 		admin := nodeClient(t, nd.Addr)
 		names, err := admin.Do(context.Background(), admin.B().PubsubShardchannels().Build()).AsStrSlice()
@@ -44,14 +45,18 @@ func TestRedisBusClusterSpread(t *testing.T) {
 			if !ok || !strings.HasPrefix(tag, "{") {
 				t.Fatalf("channel %q on %s has no hash tag in front", name, nd.Addr)
 			}
-			if other, dup := seen[channel]; dup {
-				t.Errorf("channel %s subscribed on %s and %s", channel, other, nd.Addr)
-			}
-			seen[channel] = nd.Addr
 			if other, ok := tags[tag]; ok && other != nd.Addr {
 				t.Errorf("tag %s} on %s and %s", tag, other, nd.Addr)
 			}
 			tags[tag] = nd.Addr
+			if channel == "tictac:anchor" { // each partition's own subscription
+				anchors[tag] = true
+				continue
+			}
+			if other, dup := seen[channel]; dup {
+				t.Errorf("channel %s subscribed on %s and %s", channel, other, nd.Addr)
+			}
+			seen[channel] = nd.Addr
 		}
 	}
 	if len(seen) != n {
@@ -63,8 +68,8 @@ func TestRedisBusClusterSpread(t *testing.T) {
 	for _, addr := range tags {
 		perNode[addr]++
 	}
-	if len(tags) != 16 {
-		t.Errorf("channels under %d hash tags, want 16", len(tags))
+	if len(tags) != 16 || len(anchors) != 16 {
+		t.Errorf("channels under %d hash tags, %d with their anchor; want 16 and 16", len(tags), len(anchors))
 	}
 	for _, nd := range nodes {
 		if got := perNode[nd.Addr]; got < 4 || got > 6 {
@@ -89,7 +94,7 @@ func TestRedisBusClusterSlotMoves(t *testing.T) {
 	other := newRedisBus(t, url, hub.RedisBusOptions{})
 	ch := "tictac:game:moving"
 	in := newInbox(t, 64)
-	subscribe(t, bus, ch, in)
+	first := subscribe(t, bus, ch, in)
 	publish(t, other, ch, "before")
 	if got := in.take(t, 1); got[0] != "before" {
 		t.Fatalf("got %q, want before", got)
@@ -129,13 +134,17 @@ func TestRedisBusClusterSlotMoves(t *testing.T) {
 	// The slot holds no keys, so it can be given away directly: the new
 	// owner first, then the old one (which drops its subscribers), then
 	// the third node.
-	for _, i := range []int{to, from, 3 - to - from} {
-		c := nodeClient(t, nodes[i].Addr)
-		cmd := c.B().Arbitrary("CLUSTER", "SETSLOT").Args(strconv.FormatInt(slot, 10), "NODE", ids[to]).Build()
-		if err := c.Do(context.Background(), cmd).Error(); err != nil {
-			t.Fatalf("CLUSTER SETSLOT %d NODE on %s: %v", slot, nodes[i].Addr, err)
+	moveSlot := func(from, to int) {
+		t.Helper()
+		for _, i := range []int{to, from, 3 - to - from} {
+			c := nodeClient(t, nodes[i].Addr)
+			cmd := c.B().Arbitrary("CLUSTER", "SETSLOT").Args(strconv.FormatInt(slot, 10), "NODE", ids[to]).Build()
+			if err := c.Do(context.Background(), cmd).Error(); err != nil {
+				t.Fatalf("CLUSTER SETSLOT %d NODE on %s: %v", slot, nodes[i].Addr, err)
+			}
 		}
 	}
+	moveSlot(from, to)
 
 	select {
 	case chs := <-resubscribed:
@@ -164,6 +173,30 @@ func TestRedisBusClusterSlotMoves(t *testing.T) {
 			t.Errorf("%s = %v, want %v (one partition moved)", name, got, want)
 		}
 	}
+
+	// The slot moves back while its partition holds no game's channel:
+	// the partition's own subscription still tells the bus, which is on
+	// the right node again when the channel is subscribed anew.
+	first()
+	if got := shardNumSub(t, dst, name); got != 0 {
+		t.Fatalf("subscribers of %s after cancel: got %d, want 0", name, got)
+	}
+	moveSlot(to, from)
+	waitFor(t, "the partition to reconnect", func() bool { return counterValue(t, reg, "tictac_bus_reconnects_total") == 2 })
+	again := newInbox(t, 64)
+	subscribe(t, bus, ch, again)
+	if got := shardNumSub(t, src, name); got != 1 {
+		t.Errorf("subscribers of %s on its first owner again: got %d, want 1", name, got)
+	}
+	waitFor(t, "a message after the move back", func() bool {
+		publish(t, other, ch, "back")
+		select {
+		case m := <-again.c:
+			return string(m) == "back"
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	})
 }
 
 // nodeClient connects to one node of a cluster alone.

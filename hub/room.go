@@ -41,6 +41,9 @@ type room struct {
 	// state is moves<<8 | status of the newest message seen. Within one move
 	// count a game's status only moves forward, so the maximum is the latest.
 	state atomic.Uint32
+	// friend is set for a friend's game, whose wait outlives its player's
+	// socket (see awaitReturn).
+	friend atomic.Bool
 }
 
 func (r *room) observe(status game.Status, moves int) {

@@ -13,6 +13,10 @@ import (
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 )
 
+// errProbeResync is a probe call that only read the stored version again,
+// after a failed one: counted as failed, not timed.
+var errProbeResync = errors.New("rethinkdb probe: resynchronised after an error")
+
 // Where RethinkProbe keeps its documents: apart from tictac's own.
 const (
 	probeDB    = "tictac_probe"
@@ -53,16 +57,26 @@ func RethinkProbe(ctx context.Context, addr string, allowRemote bool) (probe fun
 		sess.Close()
 		return nil, nil, fmt.Errorf("rethinkdb probe %s: insert: %w", addr, err)
 	}
-	version := 0
+	version, stale := 0, false
 	probe = func(ctx context.Context) error {
+		if stale {
+			// The last call failed, maybe after the update landed: learn
+			// the stored version first, untimed.
+			if err := doc.Field("version").ReadOne(&version, sess, r.RunOpts{Context: ctx}); err != nil {
+				return fmt.Errorf("rethinkdb probe: read version: %w", err)
+			}
+			stale = false
+			return errProbeResync
+		}
 		w, err := doc.Update(func(d r.Term) any {
 			return r.Branch(d.Field("version").Eq(version), map[string]any{"version": version + 1, "at": time.Now().UnixMilli()}, map[string]any{})
 		}).RunWrite(sess, r.RunOpts{Context: ctx})
-		if err != nil {
-			return err
+		if err == nil && w.Replaced != 1 {
+			err = errors.New("rethinkdb probe: update refused")
 		}
-		if w.Replaced != 1 {
-			return errors.New("rethinkdb probe: update refused")
+		if err != nil {
+			stale = true
+			return err
 		}
 		version++
 		return nil

@@ -144,6 +144,15 @@ func TestRethinkProbe(t *testing.T) {
 	if err := probe(t.Context()); err == nil {
 		t.Error("probe after its document moved on: got no error")
 	}
+	// It learns the stored version again (one call, not timed) and goes on.
+	if err := probe(t.Context()); !errors.Is(err, errProbeResync) {
+		t.Errorf("the call after a refusal = %v, want errProbeResync", err)
+	}
+	for range 2 {
+		if err := probe(t.Context()); err != nil {
+			t.Fatalf("probe after resynchronising: %v", err)
+		}
+	}
 }
 
 func TestRethinkProbeRefusesRemote(t *testing.T) {

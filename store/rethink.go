@@ -484,13 +484,13 @@ func (s *Rethink) join(ctx context.Context, player, newID string) (Game, error) 
 			// again if the answer is an error, as it may have landed.
 			g := Game{ID: newID, PlayerX: player, Game: game.New(), Created: s.stamp()}
 			w, err := runWrite[doc](ctx, s.sess, s.seated(player, newID, func() r.Term { return s.games().Insert(insertDoc(&g)) }))
+			if err != nil && strings.Contains(err.Error(), "Duplicate primary key") || err == nil && w.Inserted != 1 {
+				return Game{}, fmt.Errorf("game id %q already exists", newID) // someone else's: not ours to delete
+			}
 			if err != nil {
 				mine = &g
 				drop()
 				return Game{}, fmt.Errorf("insert game %s: %w", newID, err)
-			}
-			if w.Inserted != 1 {
-				return Game{}, fmt.Errorf("game id %q already exists", newID)
 			}
 			mine = &g
 		}

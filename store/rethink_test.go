@@ -1121,3 +1121,18 @@ func TestRethinkWriteDropsAField(t *testing.T) {
 	}
 	converge(t, []*store.Rethink{b}, store.Stats{store.TotalGames: 1, store.TotalMoves: 1, store.GamesInProgress: 1})
 }
+
+// TestRethinkJoinTakenID: a join whose new game's id is taken is refused,
+// and the game that has the id is left alone (pairUp's waiter gets the
+// game as it waited; it is in progress since).
+func TestRethinkJoinTakenID(t *testing.T) {
+	t.Parallel()
+	s := openRethink(t, testenv.RethinkDB(t), newDB())
+	g := pairUp(t, s, store.NewID(), store.NewID())
+	if _, err := s.Join(t.Context(), store.NewID(), g.ID); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("join with a taken id = %v, want already exists", err)
+	}
+	if got, err := s.Game(t.Context(), g.ID); err != nil || got.PlayerX != g.PlayerX || got.Status != game.InProgress {
+		t.Fatalf("the game with that id is now %+v, %v; want it in progress as it was", got, err)
+	}
+}
