@@ -219,6 +219,11 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 	conns := make([]*subConn, len(b.parts))
 	for i, p := range b.parts {
 		sc, err := b.connect(ctx, p)
+		for attempt := 1; attempt < 5 && isMoved(err); attempt++ {
+			// A slot moving as we start: the client's slot map catches up.
+			time.Sleep(time.Duration(attempt) * reconnectMin)
+			sc, err = b.connect(ctx, p)
+		}
 		if err != nil {
 			for _, sc := range conns[:i] {
 				sc.dc.Close()
@@ -361,6 +366,16 @@ func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
 	return err
 }
 
+// isMoved reports whether err is Redis's MOVED redirection.
+func isMoved(err error) bool {
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		return false
+	}
+	_, moved := re.IsMoved()
+	return moved
+}
+
 // trySubscribe is one attempt of ensureSubscribed: it returns the
 // generation of the connection it tried, and whether Redis answered MOVED.
 func (b *RedisBus) trySubscribe(ctx context.Context, t *topic) (gen uint64, moved bool, err error) {
@@ -379,10 +394,10 @@ func (b *RedisBus) trySubscribe(ctx context.Context, t *topic) (gen uint64, move
 			// that the cancel that follows sends a SUNSUBSCRIBE after it.
 			t.gen = sc.gen
 		}
-		if re, ok := rueidis.IsRedisErr(err); ok {
+		if _, ok := rueidis.IsRedisErr(err); ok {
 			// Refused, most likely MOVED: the slot is elsewhere now.
 			sc.drop(fmt.Errorf("subscribe %s: %w", t.key, err))
-			_, moved = re.IsMoved()
+			moved = isMoved(err)
 		}
 		return sc.gen, moved, err
 	}
