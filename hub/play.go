@@ -122,8 +122,13 @@ func (c *conn) hello(token string) error {
 		return nil
 	}
 	if d, ok := lapsed(&g, c.player, c.hub.opt.Now()); ok {
-		c.hub.expireInvite(ctx, g.ID, c.player, d)
-		return nil
+		if c.hub.expireInvite(ctx, g.ID, c.player, d) {
+			return nil
+		}
+		// Back meanwhile (another tab): the game stays, and so do we.
+		if g, err = c.hub.store.Game(ctx, g.ID); err != nil {
+			return err
+		}
 	}
 	// A game in progress, or a friend's game still waiting for the
 	// friend, whose invite link is out: the player is back in it.
@@ -511,8 +516,12 @@ func (c *conn) sync(id string) error {
 		return refuse("not_in_game", "You are not in that game.")
 	case (g.Status == game.InProgress || g.Status == game.Waiting && g.Mode == store.ModeFriend) && (c.room == nil || c.room.id != id):
 		if d, ok := lapsed(&g, c.player, c.hub.opt.Now()); ok {
-			c.hub.expireInvite(ctx, g.ID, c.player, d)
-			return store.ErrNotFound
+			if c.hub.expireInvite(ctx, g.ID, c.player, d) {
+				return store.ErrNotFound
+			}
+			if g, err = c.hub.store.Game(ctx, g.ID); err != nil {
+				return err
+			}
 		}
 		return c.attach(ctx, g)
 	default:
@@ -622,18 +631,23 @@ func lapsed(g *store.Game, player string, now time.Time) (int64, bool) {
 }
 
 // expireInvite cancels a friend's game whose player did not come back to it
-// by deadline, unless the player came back or the friend came meanwhile.
-func (h *Hub) expireInvite(ctx context.Context, id, player string, deadline int64) {
+// by deadline, unless the player came back or the friend came meanwhile. It
+// reports whether the game is gone.
+func (h *Hub) expireInvite(ctx context.Context, id, player string, deadline int64) bool {
 	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
 	defer cancel()
 	_, err := h.store.Expire(ctx, id, player, deadline)
 	switch {
-	case errors.Is(err, store.ErrNotAway), errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, store.ErrNotFound):
+		return true
+	case errors.Is(err, store.ErrNotAway):
+		return false
 	case err != nil:
 		h.log.Warn("expire invite", "game", id, "err", err)
-	default:
-		h.log.Info("invite expired: its player did not come back", "game", id)
+		return false
 	}
+	h.log.Info("invite expired: its player did not come back", "game", id)
+	return true
 }
 
 // cancelWaiting takes the player's waiting game off the queue. If it started

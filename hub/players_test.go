@@ -295,22 +295,27 @@ func TestInviteWaitsForItsPlayer(t *testing.T) {
 		// still waits, its player away past the deadline.
 		host, tok, j := invite("")
 		host.WS.Close(websocket.StatusNormalClosure, "")
-		time.Sleep(100 * time.Millisecond)
-		past := time.Now().Add(-time.Second).UnixMilli()
-		g, err := s.store.Game(context.Background(), j.GameID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.store.Update(context.Background(), j.GameID, func(g *store.Game) error { return g.SetAway(g.PlayerX, past) }); err != nil {
-			t.Fatal(err)
-		}
+		lapse(t, s, j.GameID)
 		back, _ := wstest.Hello(t, s.url, tok)
 		back.Quiet(200 * time.Millisecond) // nothing to resume
-		if _, err := s.store.Game(context.Background(), g.ID); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.store.Game(context.Background(), j.GameID); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("lapsed invite's game: %v, want it deleted", err)
 		}
 		back.Send(map[string]any{"action": "sync", "data": map[string]any{"gameId": j.GameID}})
 		back.ExpectError("not_in_game")
+	})
+
+	t.Run("a lapsed invite asked for by another tab", func(t *testing.T) {
+		// The player's other tab, in no game, asks for it by id.
+		tab, tok := wstest.Hello(t, s.url, "")
+		host, _, j := invite(tok)
+		host.WS.Close(websocket.StatusNormalClosure, "")
+		lapse(t, s, j.GameID)
+		tab.Send(map[string]any{"action": "sync", "data": map[string]any{"gameId": j.GameID}})
+		tab.ExpectError("not_in_game")
+		if _, err := s.store.Game(context.Background(), j.GameID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("lapsed invite's game: %v, want it deleted", err)
+		}
 	})
 
 	t.Run("a quick game does not wait", func(t *testing.T) {
@@ -324,6 +329,20 @@ func TestInviteWaitsForItsPlayer(t *testing.T) {
 		back, _ := wstest.Hello(t, s.url, tok)
 		back.Quiet(100 * time.Millisecond)
 	})
+}
+
+// lapse waits until the invite's player is marked away, then moves the
+// deadline into the past: as if the replica that armed its expiry stopped.
+func lapse(t *testing.T, s *server, id string) {
+	t.Helper()
+	waitFor(t, "the player marked away", func() bool {
+		g, err := s.store.Game(context.Background(), id)
+		return err == nil && g.Away[0] != 0
+	})
+	past := time.Now().Add(-time.Second).UnixMilli()
+	if _, err := s.store.Update(context.Background(), id, func(g *store.Game) error { return g.SetAway(g.PlayerX, past) }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestBotGame plays the hard computer to the end: it answers every move and

@@ -221,8 +221,11 @@ func NewRedisBus(ctx context.Context, rawURL string, opt RedisBusOptions) (*Redi
 		sc, err := b.connect(ctx, p)
 		for attempt := 1; attempt < 5 && isMoved(err); attempt++ {
 			// A slot moving as we start: the client's slot map catches up.
-			time.Sleep(time.Duration(attempt) * reconnectMin)
-			sc, err = b.connect(ctx, p)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * reconnectMin):
+				sc, err = b.connect(ctx, p)
+			}
 		}
 		if err != nil {
 			for _, sc := range conns[:i] {
@@ -359,6 +362,8 @@ func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
 		select {
 		case <-ctx.Done():
 			return err
+		case <-b.ctx.Done():
+			return errBusClosed
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -366,10 +371,10 @@ func (b *RedisBus) ensureSubscribed(ctx context.Context, t *topic) error {
 	return err
 }
 
-// isMoved reports whether err is Redis's MOVED redirection.
+// isMoved reports whether err is, or wraps, Redis's MOVED redirection.
 func isMoved(err error) bool {
-	re, ok := rueidis.IsRedisErr(err)
-	if !ok {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) {
 		return false
 	}
 	_, moved := re.IsMoved()

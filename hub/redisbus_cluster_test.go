@@ -28,9 +28,9 @@ func TestRedisBusClusterSpread(t *testing.T) {
 		subscribe(t, bus, fmt.Sprintf("tictac:game:spread-%d", i), newInbox(t, 1))
 	}
 
-	seen := map[string]string{}  // hub's channel name -> node
-	tags := map[string]string{}  // hash tag -> node
-	anchors := map[string]bool{} // hash tags whose anchor is on the node that holds their channels
+	seen := map[string]string{}    // hub's channel name -> node
+	tags := map[string]string{}    // hash tag of game channels -> node
+	anchors := map[string]string{} // hash tag -> node of its partition's own subscription
 	for _, nd := range nodes {
 		admin := nodeClient(t, nd.Addr)
 		names, err := admin.Do(context.Background(), admin.B().PubsubShardchannels().Build()).AsStrSlice()
@@ -45,14 +45,14 @@ func TestRedisBusClusterSpread(t *testing.T) {
 			if !ok || !strings.HasPrefix(tag, "{") {
 				t.Fatalf("channel %q on %s has no hash tag in front", name, nd.Addr)
 			}
+			if channel == "tictac:anchor" { // each partition's own subscription
+				anchors[tag] = nd.Addr
+				continue
+			}
 			if other, ok := tags[tag]; ok && other != nd.Addr {
 				t.Errorf("tag %s} on %s and %s", tag, other, nd.Addr)
 			}
 			tags[tag] = nd.Addr
-			if channel == "tictac:anchor" { // each partition's own subscription
-				anchors[tag] = true
-				continue
-			}
 			if other, dup := seen[channel]; dup {
 				t.Errorf("channel %s subscribed on %s and %s", channel, other, nd.Addr)
 			}
@@ -69,7 +69,12 @@ func TestRedisBusClusterSpread(t *testing.T) {
 		perNode[addr]++
 	}
 	if len(tags) != 16 || len(anchors) != 16 {
-		t.Errorf("channels under %d hash tags, %d with their anchor; want 16 and 16", len(tags), len(anchors))
+		t.Errorf("channels under %d hash tags, %d anchors; want 16 and 16", len(tags), len(anchors))
+	}
+	for tag, addr := range tags {
+		if anchors[tag] != addr {
+			t.Errorf("tag %s}: channels on %s, its anchor on %q", tag, addr, anchors[tag])
+		}
 	}
 	for _, nd := range nodes {
 		if got := perNode[nd.Addr]; got < 4 || got > 6 {
