@@ -101,7 +101,7 @@ func startCluster(t *testing.T, opt clusterOptions) *cluster {
 	bin := binary(t)
 	c := &cluster{db: "t" + store.NewID()}
 	if opt.redisCluster {
-		c.redisURL, _ = testenv.RedisCluster(t, 3)
+		c.redisURL, _ = testenv.RedisCluster(t, 3, 0)
 	} else {
 		c.redisURL, c.redis = testenv.Redis(t)
 	}

@@ -40,7 +40,7 @@ func TestBusConformance(t *testing.T) {
 			return out
 		}},
 		{name: "redis", redis: func(t *testing.T) string { url, _ := testenv.Redis(t); return url }},
-		{name: "redis cluster", redis: func(t *testing.T) string { url, _ := testenv.RedisCluster(t, 3); return url }},
+		{name: "redis cluster", redis: func(t *testing.T) string { url, _ := testenv.RedisCluster(t, 3, 0); return url }},
 	}
 	cases := []struct {
 		name string

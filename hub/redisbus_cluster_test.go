@@ -21,7 +21,7 @@ import (
 // is subscribed once, and the channels are spread over every node.
 func TestRedisBusClusterSpread(t *testing.T) {
 	t.Parallel()
-	url, nodes := testenv.RedisCluster(t, 3)
+	url, nodes := testenv.RedisCluster(t, 3, 0)
 	bus := newRedisBus(t, url, hub.RedisBusOptions{})
 	const n = 200
 	for i := range n {
@@ -89,7 +89,7 @@ func TestRedisBusClusterSpread(t *testing.T) {
 // what is published afterwards.
 func TestRedisBusClusterSlotMoves(t *testing.T) {
 	t.Parallel()
-	url, nodes := testenv.RedisCluster(t, 3)
+	url, nodes := testenv.RedisCluster(t, 3, 0)
 	resubscribed := make(chan []string, 4)
 	reg := prometheus.NewRegistry()
 	bus := newRedisBus(t, url, hub.RedisBusOptions{
@@ -213,4 +213,71 @@ func nodeClient(tb testing.TB, addr string) rueidis.Client {
 	}
 	tb.Cleanup(c.Close)
 	return c
+}
+
+// TestRedisBusClusterFailover kills the master that holds a subscription:
+// its replica takes over the slots, and the bus subscribes there by itself
+// and delivers again.
+func TestRedisBusClusterFailover(t *testing.T) {
+	t.Parallel()
+	url, nodes := testenv.RedisCluster(t, 3, 1)
+	resubscribed := make(chan []string, 16)
+	bus := newRedisBus(t, url, hub.RedisBusOptions{OnResubscribe: func(chs []string) {
+		select {
+		case resubscribed <- chs:
+		default: // never block the bus
+		}
+	}})
+	other := newRedisBus(t, url, hub.RedisBusOptions{})
+	ch := "tictac:game:failover"
+	in := newInbox(t, 256)
+	subscribe(t, bus, ch, in)
+	publish(t, other, ch, "before")
+	if got := in.take(t, 1); string(got[0]) != "before" {
+		t.Fatalf("got %q, want before", got)
+	}
+	var master *testenv.RedisNode
+	for i, nd := range nodes {
+		admin := nodeClient(t, nd.Addr)
+		names, err := admin.Do(context.Background(), admin.B().PubsubShardchannels().Build()).AsStrSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(names, func(s string) bool { return strings.HasSuffix(s, "}"+ch) }) {
+			master = &nodes[i]
+		}
+	}
+	if master == nil {
+		t.Fatalf("%s is subscribed on no node", ch)
+	}
+	master.Proc.Stop() // SIGKILL
+
+	// Every partition of the dead master reconnects; ch's tells of ch.
+	for wait := time.After(30 * time.Second); ; {
+		select {
+		case chs := <-resubscribed:
+			if !slices.Contains(chs, ch) {
+				continue
+			}
+		case <-wait:
+			t.Fatalf("OnResubscribe not told of %s 30s after its master died", ch)
+		}
+		break
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if other.Publish(context.Background(), ch, []byte("after")) == nil {
+			select {
+			case m := <-in.c:
+				if string(m) == "after" {
+					return
+				}
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message delivered 20s after the bus resubscribed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -29,11 +29,13 @@ type RedisNode struct {
 	Proc *Process
 }
 
-// RedisCluster starts a Redis Cluster of n masters (no replicas) on free
-// loopback ports, its slots split evenly by redis-cli --cluster create, and
-// returns a URL that names every node (redis://a?addr=b&addr=c) with the
-// nodes, once every node reports the cluster ok.
-func RedisCluster(tb testing.TB, n int) (string, []RedisNode) {
+// RedisCluster starts a Redis Cluster of n masters, each with replicas
+// replicas, on free loopback ports, its slots split evenly by redis-cli
+// --cluster create, and returns a URL that names every node
+// (redis://a?addr=b&addr=c) with the nodes, once every node reports the
+// cluster ok. A master that fails is replaced by one of its replicas within
+// a few seconds (node timeout 2 s).
+func RedisCluster(tb testing.TB, n, replicas int) (string, []RedisNode) {
 	tb.Helper()
 	bin := Need(tb, "redis-server", "apt-get install -y redis-server")
 	cli := Need(tb, "redis-cli", "apt-get install -y redis-tools")
@@ -41,12 +43,13 @@ func RedisCluster(tb testing.TB, n int) (string, []RedisNode) {
 		nodes []RedisNode
 		addrs []string
 	)
-	for range n {
+	for range n * (1 + replicas) {
 		port, bus := FreePort(tb), FreePort(tb)
 		dir := tb.TempDir()
 		p := Start(tb, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", dir, "--protected-mode", "yes", "--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
-			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "2000")
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "2000",
+			"--cluster-replica-validity-factor", "0") // a replica always takes over from a dead master
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		nodes = append(nodes, RedisNode{Addr: addr, Proc: p})
 		addrs = append(addrs, addr)
@@ -55,7 +58,7 @@ func RedisCluster(tb testing.TB, n int) (string, []RedisNode) {
 		nd.Proc.WaitTCP(tb, nd.Addr)
 	}
 	args := append([]string{"--cluster", "create"}, addrs...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
