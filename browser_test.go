@@ -220,6 +220,12 @@ func TestBrowser(t *testing.T) {
 		}
 		a.shot("won")
 		b.shot("lost")
+		// The loser goes back home instead of taking a rematch: the winner
+		// is told, and offered no rematch that would never come.
+		b.click("#new-game")
+		a.waitText("#rematch-status", "Your opponent left")
+		a.run(chromedp.WaitNotVisible("#rematch", chromedp.ByQuery))
+		a.shot("opponent-left")
 	})
 
 	t.Run("keyboard", func(t *testing.T) {

@@ -148,6 +148,7 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 		return err
 	}
 	c.room.friend.Store(g.Mode == store.ModeFriend)
+	c.room.bot.Store(g.Mode == store.ModeBot)
 	// Read the game again now that the socket is in the room: a playerAway
 	// published from here on finds the player present (see onAway), and one
 	// published before is in what we read. Reading only before would let a
@@ -295,6 +296,7 @@ func (c *conn) create(ctx context.Context, req request) error {
 		return err
 	}
 	c.room.friend.Store(g.Mode == store.ModeFriend)
+	c.room.bot.Store(g.Mode == store.ModeBot)
 	c.room.observe(g.Status, g.Moves)
 	c.hub.log.Debug("joined game", "game", g.ID, "team", "x", "player", c.tag, "mode", g.Mode.String())
 	c.enqueue(frameJoinGame(&g, game.X))
@@ -492,8 +494,13 @@ func (c *conn) leaveGame(id string) error {
 			c.hub.ended(&g)
 			c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 		}
+		c.dropRoom()
+	} else {
+		// Out of the room first: the others hear it, not this socket.
+		r, team := c.room, c.team
+		c.dropRoom()
+		c.announceLeft(ctx, r, team)
 	}
-	c.dropRoom()
 	c.enqueue(frameLeft(id))
 	return nil
 }
@@ -543,9 +550,11 @@ func (c *conn) listGames() error {
 	return nil
 }
 
-// leave runs when the socket closed: a waiting game is cancelled, a game in
-// progress waits for the player to come back for the grace period, and a
-// spectator stops watching. It has a context of its own.
+// leave runs when the socket closed: a waiting game is cancelled (a
+// friend's waits a while, see awaitReturn), a game in progress waits for the
+// player to come back for the grace period, the others in an ended game hear
+// that the player left, and a spectator stops watching. It has a context of
+// its own.
 func (c *conn) leave() {
 	r := c.room
 	if r == nil {
@@ -563,6 +572,8 @@ func (c *conn) leave() {
 		if !c.awaitReturn(ctx, r) {
 			c.cancelWaiting(ctx, r.id)
 		}
+	case game.Finished, game.FinishedDraw, game.Abandoned:
+		c.announceLeft(ctx, r, c.team)
 	case game.InProgress:
 		if r.hasOther(c) {
 			return // the same player is still here on another socket
@@ -616,6 +627,21 @@ func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
 	// Waiting, or the friend came just now: the game is in progress.
 	c.hub.publish(ctx, &g, framePlayerAway(g.ID, team, deadline, now.UnixMilli()))
 	return true
+}
+
+// announceLeft tells the others in r's ended game that its player of team,
+// this socket's, left it, so that a rematch they offer or offered is known
+// to wait in vain. The socket is out of the room, or closed.
+func (c *conn) announceLeft(ctx context.Context, r *room, team game.Mark) {
+	if team == game.Empty || r.present(team) || r.bot.Load() {
+		return // a spectator, the player still here on another socket, or nobody to tell
+	}
+	// It changes no game: the room's state heads it, and no stored game
+	// travels with it, so the store is not read.
+	start := time.Now()
+	st := r.state.Load()
+	c.hub.send(ctx, r.id, busMessage(&store.Game{Game: game.Game{Status: game.Status(st & 0xff), Moves: int(st >> 8)}}, nil,
+		framePlayerLeft(r.id, team)), start)
 }
 
 // lapsed reports whether g is a friend's game still waiting for the friend
@@ -677,19 +703,23 @@ func (h *Hub) publish(ctx context.Context, g *store.Game, frames ...[]byte) erro
 	if _, ok := h.store.(Learner); ok {
 		stored = store.EncodeGame(g)
 	}
-	msg := busMessage(g, stored, frames...)
-	err := h.bus.Publish(ctx, channel(g.ID), msg)
+	h.send(ctx, g.ID, busMessage(g, stored, frames...), start)
+	return nil
+}
+
+// send publishes bus message msg about game id (see publish).
+func (h *Hub) send(ctx context.Context, id string, msg []byte, start time.Time) {
+	err := h.bus.Publish(ctx, channel(id), msg)
 	h.metrics.publish.Observe(time.Since(start).Seconds())
 	if err == nil {
-		return nil
+		return
 	}
 	h.metrics.busErrors.Inc()
-	h.log.Warn("publish failed; telling this replica's sockets only", "game", g.ID, "err", err)
+	h.log.Warn("publish failed; telling this replica's sockets only", "game", id, "err", err)
 	h.mu.Lock()
-	r := h.rooms[g.ID]
+	r := h.rooms[id]
 	h.mu.Unlock()
 	if r != nil {
 		r.deliver(msg)
 	}
-	return nil
 }

@@ -345,6 +345,39 @@ func lapse(t *testing.T, s *server, id string) {
 	}
 }
 
+// TestRematchDeclined: a player who leaves an ended game, by going back to
+// the home screen or by closing the page, is announced to the other, whose
+// rematch offer will not be answered.
+func TestRematchDeclined(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	for _, how := range []string{"leaveGame", "close"} {
+		t.Run(how, func(t *testing.T) {
+			x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+			wstest.Pair(t, x, o)
+			winTopRow(x, o)
+			x.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": x.GameID}})
+			x.Expect("rematchOffer")
+			o.Expect("rematchOffer")
+			if how == "close" {
+				o.WS.Close(websocket.StatusGoingAway, "closed the page")
+			} else {
+				o.Send(map[string]any{"action": "leaveGame", "data": map[string]any{"gameId": o.GameID}})
+				o.Expect("left")
+			}
+			var left struct{ GameID, Team string }
+			x.Expect("playerLeft").Decode(t, &left)
+			if left.GameID != x.GameID || left.Team != "o" {
+				t.Fatalf("playerLeft %+v, want o of %s", left, x.GameID)
+			}
+			// The leaver is not told of itself.
+			x.Send(map[string]any{"action": "leaveGame", "data": map[string]any{"gameId": x.GameID}})
+			x.Expect("left")
+			x.Quiet(50 * time.Millisecond)
+		})
+	}
+}
+
 // TestBotGame plays the hard computer to the end: it answers every move and
 // never loses.
 func TestBotGame(t *testing.T) {

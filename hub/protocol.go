@@ -299,6 +299,10 @@ func framePlayerBack(id string, team game.Mark) []byte {
 	return frame("playerBack", gameTeam{id, team.String()})
 }
 
+func framePlayerLeft(id string, team game.Mark) []byte {
+	return frame("playerLeft", gameTeam{id, team.String()})
+}
+
 func frameRematchOffer(id string, team game.Mark) []byte {
 	return frame("rematchOffer", gameTeam{id, team.String()})
 }

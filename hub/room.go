@@ -42,8 +42,8 @@ type room struct {
 	// count a game's status only moves forward, so the maximum is the latest.
 	state atomic.Uint32
 	// friend is set for a friend's game, whose wait outlives its player's
-	// socket (see awaitReturn).
-	friend atomic.Bool
+	// socket (see awaitReturn); bot for a game against the computer.
+	friend, bot atomic.Bool
 }
 
 func (r *room) observe(status game.Status, moves int) {

@@ -504,7 +504,8 @@ func (p *player) handle(ctx context.Context, b []byte) error {
 	case "statsUpdate", "pong",
 		// The players' protocol: an opponent who drops out is waited for
 		// (playerAway, playerBack), and games may be watched.
-		"playerAway", "playerBack", "spectators", "moveAck":
+		// An opponent who leaves an ended game is announced (playerLeft).
+		"playerAway", "playerBack", "playerLeft", "spectators", "moveAck":
 		return nil
 	case "joinGame", "playerJoin", "updateGameStatus", "updateGrid", "updateWinner", "error":
 		if err := json.Unmarshal(f.Data, &d); err != nil {

@@ -317,7 +317,7 @@ func (p *resumer) handle(play context.Context, b []byte) error {
 			return p.kick(play)
 		}
 		return nil
-	case "statsUpdate", "playerAway", "playerBack", "spectators", "playerJoin", "rematchOffer", "gameList":
+	case "statsUpdate", "playerAway", "playerBack", "playerLeft", "spectators", "playerJoin", "rematchOffer", "gameList":
 		return nil
 	case "session", "joinGame", "state", "updateGameStatus", "updateGrid", "updateWinner", "moveAck", "error", "left":
 	default:

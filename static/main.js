@@ -44,7 +44,7 @@ const home = createHome({ onMode: start });
 const lobby = createLobby(document.getElementById('live-games'), document.getElementById('live-empty'), {
   onWatch: (gameId) => start({ kind: 'watch', gameId }),
 });
-const ui = createUI({ onRematch: rematch, onNewGame: goHome, onResign: resign, onCancel: cancel, onLeave: leave });
+const ui = createUI({ onRematch: rematch, onNewGame: newGame, onResign: resign, onCancel: cancel, onLeave: leave });
 const input = createInput(canvas, { onPlay: play, onChange: paint });
 
 const socket = createSocket({
@@ -151,6 +151,13 @@ function cancel() {
 function leave() {
   const gameId = state.gameId ?? (state.intent?.kind === 'watch' ? state.intent.gameId : null);
   if (gameId && state.phase !== 'over') socket.send({ action: 'leaveGame', data: { gameId } });
+  goHome();
+}
+
+// newGame leaves an ended game for the home screen; the opponent hears it
+// (no rematch will come).
+function newGame() {
+  if (state.phase === 'over' && isSeated(state) && state.gameId) socket.send({ action: 'leaveGame', data: { gameId: state.gameId } });
   goHome();
 }
 
@@ -397,6 +404,7 @@ function narrate(prev, next, action) {
     if (next.rematch[me] && !prev.rematch[me] && !next.rematch[them] && !bot) {
       ui.announce('Rematch offered. Waiting for your opponent.');
     }
+    if (next.opponentLeft && !prev.opponentLeft) ui.announce('Your opponent left.');
   }
   if (action === 'rematch' && next.phase === 'joining') ui.announce('Rematch accepted.');
 }

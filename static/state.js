@@ -44,6 +44,7 @@ function emptyGame() {
     rematch: { x: false, o: false },
     lost: false, // the game vanished while we were disconnected (the server never gave it back)
     renewed: false, // a friend game made again after a reconnect: the old link is dead
+    opponentLeft: false, // the opponent left the ended game: no rematch will come
   };
 }
 
@@ -255,6 +256,10 @@ export function reduce(state, { action, data }) {
       if (!forThisGame(state, data)) return state;
       return { ...state, spectators: count(data.count) };
 
+    case 'playerLeft':
+      if (!forThisGame(state, data) || !isPlayer(data.team) || data.team === state.team || state.phase !== 'over') return state;
+      return { ...state, opponentLeft: true };
+
     case 'rematchOffer':
       if (!forThisGame(state, data) || !isPlayer(data.team)) return state;
       return { ...state, rematch: { ...state.rematch, [data.team]: true } };
@@ -348,7 +353,7 @@ export function canPlay(state, x, y) {
 /** canRematch tells whether a rematch may be offered: a game that ended on
  *  the board (not by forfeit or resignation), seen by one of its players. */
 export function canRematch(state) {
-  return state.phase === 'over' && isPlayer(state.team) &&
+  return state.phase === 'over' && isPlayer(state.team) && !state.opponentLeft &&
     (state.status === 'finished' || state.status === 'finished-draw') &&
     state.reason !== 'forfeit' && state.reason !== 'resign';
 }

@@ -224,6 +224,7 @@ export function createUI({ onRematch, onNewGame, onResign, onCancel, onLeave }) 
     // Our own offer is shown by the button itself ("Rematch offered…").
     if (offered && !asked && state.mode === 'bot') note = 'Starting the rematch…';
     if (asked && !offered) note = 'Opponent wants a rematch';
+    if (state.opponentLeft && state.phase === 'over' && seated) note = 'Your opponent left.';
     el.rematchStatus.hidden = !note;
     setText(el.rematchStatus, note);
 
