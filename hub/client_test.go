@@ -48,21 +48,9 @@ func newServerOn(tb testing.TB, opt hub.Options, wrap func(*store.Bolt) hub.Stor
 	if wrap != nil {
 		hs = wrap(st)
 	}
+	tb.Cleanup(func() { st.Close() }) // after the hub's cleanup, registered below
 	h := hub.New(hs, bus, opt)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); h.Run(ctx) }()
-	ts := httptest.NewServer(h)
-	tb.Cleanup(func() {
-		closeCtx, c := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c()
-		h.Close(closeCtx)
-		ts.Close()
-		cancel()
-		<-done
-		st.Close()
-	})
-	return &server{url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/live", store: st, hub: h, bus: bus}
+	return &server{url: serve(tb, h), store: st, hub: h, bus: bus}
 }
 
 // newReplicaOf starts a second hub on s's store and bus, as another replica
@@ -72,7 +60,13 @@ func newReplicaOf(tb testing.TB, s *server, opt hub.Options) string {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	h := hub.New(s.store, s.bus, opt)
+	return serve(tb, hub.New(s.store, s.bus, opt))
+}
+
+// serve runs h and serves it over HTTP until the test ends, then closes
+// both, and returns its WebSocket URL.
+func serve(tb testing.TB, h *hub.Hub) string {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); h.Run(ctx) }()

@@ -164,15 +164,7 @@ func TestRedisBusClusterSlotMoves(t *testing.T) {
 		t.Errorf("subscribers of %s on the slot's new owner: got %d, want 1", name, got)
 	}
 	// Publishers may need a redirect to learn where the slot went.
-	waitFor(t, "a message after the move", func() bool {
-		publish(t, other, ch, "after")
-		select {
-		case m := <-in.c:
-			return string(m) == "after"
-		case <-time.After(100 * time.Millisecond):
-			return false
-		}
-	})
+	deliversAgain(t, other, ch, in, "after", 10*time.Second)
 	for name, want := range map[string]float64{"tictac_bus_disconnects_total": 1, "tictac_bus_reconnects_total": 1} {
 		if got := counterValue(t, reg, name); got != want {
 			t.Errorf("%s = %v, want %v (one partition moved)", name, got, want)
@@ -193,15 +185,7 @@ func TestRedisBusClusterSlotMoves(t *testing.T) {
 	if got := shardNumSub(t, src, name); got != 1 {
 		t.Errorf("subscribers of %s on its first owner again: got %d, want 1", name, got)
 	}
-	waitFor(t, "a message after the move back", func() bool {
-		publish(t, other, ch, "back")
-		select {
-		case m := <-again.c:
-			return string(m) == "back"
-		case <-time.After(100 * time.Millisecond):
-			return false
-		}
-	})
+	deliversAgain(t, other, ch, again, "back", 10*time.Second)
 }
 
 // nodeClient connects to one node of a cluster alone.
@@ -264,20 +248,27 @@ func TestRedisBusClusterFailover(t *testing.T) {
 		}
 		break
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if other.Publish(context.Background(), ch, []byte("after")) == nil {
+	deliversAgain(t, other, ch, in, "after", 20*time.Second)
+}
+
+// deliversAgain publishes msg on ch from bus until in gets it, for up to
+// within: a cluster's publishers and subscribers may each need a moment to
+// learn where a slot went, and publishing may fail meanwhile.
+func deliversAgain(t *testing.T, bus hub.Bus, ch string, in *inbox, msg string, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; {
+		if bus.Publish(context.Background(), ch, []byte(msg)) == nil {
 			select {
 			case m := <-in.c:
-				if string(m) == "after" {
+				if string(m) == msg {
 					return
 				}
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("no message delivered 20s after the bus resubscribed")
+			t.Fatalf("%q on %s not delivered within %v", msg, ch, within)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
