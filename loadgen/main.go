@@ -131,21 +131,36 @@ func mainPlay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.Resume, "resume", false, "players keep sessions, resume their games after a close, and resend unacknowledged moves")
 	fs.DurationVar(&cfg.Finish, "finish", 0, "with -resume, how long players may take to finish their games at the end (default 4×timeout)")
 	probeAddr := fs.String("rethinkdb-probe", "", "also time one guarded update, the query a move makes, on this RethinkDB `host:port` every -probe-every through the window, and report it beside the players' latencies")
-	fs.DurationVar(&cfg.ProbeEvery, "probe-every", DefaultProbeEvery, "how often -rethinkdb-probe runs its query")
+	fsyncDir := fs.String("fsync-probe", "", "also time one 4 KiB write and fsync, in a file of its own in this `dir` (say the server's -data), every -probe-every through the window, and report it beside the players' latencies")
+	fs.DurationVar(&cfg.ProbeEvery, "probe-every", DefaultProbeEvery, "how often a probe (-rethinkdb-probe, -fsync-probe) runs")
 	var err error
 	if cfg.URLs, cfg.Progress, cfg.Terminal, err = common.parse(fs, args, stderr); err != nil {
 		return err
 	}
-	if *probeAddr != "" {
+	if *probeAddr != "" || *fsyncDir != "" {
+		if *probeAddr != "" && *fsyncDir != "" {
+			return errors.New("-rethinkdb-probe and -fsync-probe: one probe a run")
+		}
 		if cfg.ProbeEvery <= 0 {
 			return fmt.Errorf("-probe-every %v: must be positive", cfg.ProbeEvery)
 		}
-		probe, done, err := RethinkProbe(ctx, *probeAddr, cfg.AllowRemote)
+		var (
+			probe func(context.Context) error
+			done  func()
+			err   error
+		)
+		if *probeAddr != "" {
+			probe, done, err = RethinkProbe(ctx, *probeAddr, cfg.AllowRemote)
+			cfg.ProbeName = "db probe"
+		} else {
+			probe, done, err = FsyncProbe(*fsyncDir)
+			cfg.ProbeName = "disk probe"
+		}
 		if err != nil {
 			return err
 		}
 		defer done()
-		cfg.Probe, cfg.ProbeName = probe, "db probe"
+		cfg.Probe = probe
 	}
 	rep, err := Play(ctx, cfg)
 	if err != nil {

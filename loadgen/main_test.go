@@ -79,6 +79,9 @@ func TestMainBadArgs(t *testing.T) {
 		{"play", "-bogus"},
 		{"play", "-rethinkdb-probe", "127.0.0.1:1", "-probe-every", "0"},
 		{"play", "-rethinkdb-probe", "127.0.0.1:1"}, // nothing listens there
+		{"play", "-fsync-probe", "/nonexistent/dir"},
+		{"play", "-fsync-probe", os.TempDir(), "-probe-every", "-1s"},
+		{"play", "-fsync-probe", os.TempDir(), "-rethinkdb-probe", "127.0.0.1:1"},
 	} {
 		if err := Main(t.Context(), args, io.Discard, io.Discard); err == nil {
 			t.Errorf("Main(%q) = nil, want an error", args)

@@ -3,10 +3,12 @@ package loadgen
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -84,6 +86,41 @@ func RethinkProbe(ctx context.Context, addr string, allowRemote bool) (probe fun
 	done = func() {
 		doc.Delete().RunWrite(sess) // best effort: the table holds only probes
 		sess.Close()
+	}
+	return probe, done, nil
+}
+
+// fsyncProbeSize is what each FsyncProbe call writes: the issue's "one 4 KiB
+// fsync".
+const fsyncProbeSize = 4 << 10
+
+// FsyncProbe returns a probe for PlayConfig.Probe that times the disk's own
+// fsync: each call writes 4 KiB at the start of a file of its own in dir (an
+// existing directory, say the server's -data, so that both share the disk)
+// and fsyncs it. Read against the players' latencies with a server that
+// syncs each move, it says what one durable write costs on that disk under
+// the same load. done closes and removes the file.
+func FsyncProbe(dir string) (probe func(context.Context) error, done func(), err error) {
+	f, err := os.CreateTemp(dir, ".tictac-fsync-probe-*")
+	if err != nil {
+		return nil, nil, fmt.Errorf("fsync probe: %w", err)
+	}
+	block := make([]byte, fsyncProbeSize)
+	var n uint64
+	probe = func(context.Context) error {
+		n++
+		binary.LittleEndian.PutUint64(block, n) // each write changes the block
+		if _, err := f.WriteAt(block, 0); err != nil {
+			return fmt.Errorf("fsync probe: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("fsync probe: %w", err)
+		}
+		return nil
+	}
+	done = func() {
+		f.Close()
+		os.Remove(f.Name())
 	}
 	return probe, done, nil
 }

@@ -3,8 +3,12 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -162,5 +166,49 @@ func TestRethinkProbeRefusesRemote(t *testing.T) {
 	}
 	if _, _, err := RethinkProbe(t.Context(), "no-port", false); err == nil {
 		t.Error("address without a port: got no error")
+	}
+}
+
+// TestFsyncProbe runs `tictac bench play -fsync-probe`: each call writes
+// and syncs 4 KiB of a file of its own, which is gone at the end.
+func TestFsyncProbe(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	err := Main(t.Context(), []string{"play", "-url", startRelay(t), "-players", "4", "-duration", "1s", "-ramp", "0",
+		"-quiet", "-fsync-probe", dir, "-probe-every", "10ms"}, &out, &errOut)
+	if err != nil {
+		t.Fatalf("bench play: %v\n%s", err, errOut.String())
+	}
+	if !regexp.MustCompile(`\n +disk probe +[1-9]`).MatchString(out.String()) || strings.Contains(out.String(), "probe errors") {
+		t.Errorf("report lacks the disk probe's row, or has errors:\n%s", out.String())
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("probe left %v in its directory", left)
+	}
+
+	probe, done, err := FsyncProbe(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := probe(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := os.ReadDir(dir)
+	if len(files) != 1 {
+		t.Fatalf("probe files %v, want one", files)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, files[0].Name()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != fsyncProbeSize || binary.LittleEndian.Uint64(b) != 3 {
+		t.Errorf("probe file: %d bytes, counter %d; want %d bytes written 3 times", len(b), binary.LittleEndian.Uint64(b), fsyncProbeSize)
+	}
+	done()
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("done left %v", left)
 	}
 }

@@ -11,10 +11,12 @@
 # Env: PLAYERS (1000), THINK (200ms), DURATION (10s), RAMP (3s), both in whole
 # seconds, REPEAT (3 runs per build), DURABILITY (soft, or hard: fsync), and FLAGS
 # (more tictac flags for both; OLD_FLAGS and NEW_FLAGS for one build only, so
-# that `scripts/bench-compare.sh HEAD HEAD` with NEW_FLAGS compares a flag). With hard, sync_p99 is the log's own fdatasync
-# p99 in the same run (from tictac_store_log_sync_seconds, interpolated within
-# its bucket): the fsync latency target is that plus 1 ms. Everything listens on 127.0.0.1 only and
-# stops by itself.
+# that `scripts/bench-compare.sh HEAD HEAD` with NEW_FLAGS compares a flag). With hard, disk_p99 is the
+# disk's own fsync p99 in the same run (one 4 KiB write and fsync every 20 ms
+# beside the server's data, `bench play -fsync-probe`): the fsync latency
+# target is that plus 1 ms; sync_p99 is the log's own fdatasync p99 (from
+# tictac_store_log_sync_seconds, interpolated within its bucket). Everything
+# listens on 127.0.0.1 only and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
@@ -43,7 +45,7 @@ echo "old = $1${OLD_FLAGS:+ $OLD_FLAGS}, new = ${2:-working tree}${NEW_FLAGS:+ $
 ms() { awk -v d="$1" 'BEGIN { u = d; sub(/^[0-9.]+/, "", u); v = d + 0; if (u == "µs") v /= 1000; else if (u == "s") v *= 1000; printf "%.3g", v }'; }
 
 results=$work/results
-printf "%-4s %9s %9s %9s %9s %9s %7s %9s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% sync_p99 | tee "$results"
+printf "%-4s %9s %9s %9s %9s %9s %7s %9s %9s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% sync_p99 disk_p99 | tee "$results"
 for i in $(seq "$repeat"); do
 	for b in old new; do
 		p=$(port)
@@ -54,24 +56,25 @@ for i in $(seq "$repeat"); do
 		wait_tcp "$p"
 		t0=$(ticks "$pid"); scrape "$p" "$work/m0"
 		out=$("$work/new" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
-			-duration "$duration" -ramp "$ramp" -quiet)
+			-duration "$duration" -ramp "$ramp" -quiet $([ "$durability" = soft ] || echo -fsync-probe "$work/d-$b-$i"))
 		t1=$(ticks "$pid"); scrape "$p" "$work/m1"
 		sync=$(estimate "$work/m0" "$work/m1" tictac_store_log_sync_seconds 0.99)
 		kill "$pid"; wait "$pid" 2>/dev/null || true
 		read -r _ _ p50 _ p99 p999 _ < <(grep '^ *opponent' <<<"$out")
 		rate=$(awk '/^moves\/s/ { print $2 }' <<<"$out")
+		disk=$(awk '$1 == "disk" && $2 == "probe" { print $6 }' <<<"$out")
 		steal=$(sed -n 's/.*steal \([0-9.]*\)%.*/\1/p' <<<"$out")
 		cpu=$(awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "%.2f", t / 100 / (d + r) }')
 		grep -q '^anomalies 0' <<<"$out" || { echo "$b: anomalies" >&2; grep -A5 '^anomalies' <<<"$out" >&2; }
-		printf "%-4s %9s %9s %9s %9s %9s %7s %9s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" "$sync" | tee -a "$results"
+		printf "%-4s %9s %9s %9s %9s %9s %7s %9s %9s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" "$sync" "$(if [ -n "$disk" ]; then ms "$disk"; else echo -; fi)" | tee -a "$results"
 	done
 done
 echo "medians:"
 for b in old new; do
-	awk -v b="$b" '$1 == b { for (i = 2; i <= 8; i++) v[i, ++n[i]] = $i }
+	awk -v b="$b" '$1 == b { for (i = 2; i <= 9; i++) v[i, ++n[i]] = $i }
 		END {
 			printf "%-4s", b
-			for (i = 2; i <= 8; i++) {
+			for (i = 2; i <= 9; i++) {
 				m = n[i]
 				for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (v[i, y] + 0 < v[i, x] + 0) { t = v[i, x]; v[i, x] = v[i, y]; v[i, y] = t }
 				printf " %9s", (m % 2) ? v[i, (m + 1) / 2] : (v[i, m / 2] + v[i, m / 2 + 1]) / 2

@@ -13,8 +13,10 @@
 # the load generator's summary (with the machine's busy and steal time), the
 # server's CPU over the run and, for tictac, from its own metrics over the
 # measured window: a move's time inside the server (read to published), the
-# log's fdatasync (the disk's latency in this very run; fsync runs only) and
-# how long its goroutines waited for a core.
+# log's fdatasync (fsync runs only) and how long its goroutines waited for a
+# core. Fsync runs also time the disk's own fsync in the same run (a "disk
+# probe" row: one 4 KiB write and fsync every 20 ms beside the server's data,
+# `bench play -fsync-probe`), which the fsync latency target is read against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 players=${PLAYERS:-1000} duration=${DURATION:-20s} ramp=${RAMP:-3s}
@@ -43,7 +45,8 @@ for think in "${thinks[@]}"; do
 			(sleep "$(awk -v r="${ramp%s}" -v d="${duration%s}" 'BEGIN { print r + d - 0.3 }')"; scrape "$p" "$work/m1") & scrapes+=($!)
 		fi
 		"$work/tictac" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
-			-duration "$duration" -ramp "$ramp" -quiet ${PLOTS:+-report "$PLOTS/think-$think-$server.json"}
+			-duration "$duration" -ramp "$ramp" -quiet ${PLOTS:+-report "$PLOTS/think-$think-$server.json"} \
+			$([ "$server" != fsync ] || echo -fsync-probe "$work/d$n")
 		t1=$(ticks "$pid")
 		awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "server CPU %.2f core (over the ramp and the run)\n", t / 100 / (d + r) }'
 		if [ "$server" != relay ]; then
