@@ -90,10 +90,15 @@ type Bolt struct {
 	cur     int
 	now     func() time.Time
 	metrics *boltMetrics
-	ops     chan *op
-	quit    chan struct{}
-	done    chan struct{}
-	once    sync.Once
+	// ops queues writes for the committer. It holds a batch's worth so
+	// that a write submitted while the committer syncs does not block: a
+	// blocked sender is woken just to wait again, and on a busy machine
+	// that wake-up lands where the writes the sync just acknowledged were
+	// queued to run.
+	ops  chan *op
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
 	// closeErr is what Close returns.
 	closeErr error
 
@@ -204,7 +209,7 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 			}
 		}
 	}
-	s := &Bolt{db: db, now: opt.Now, ops: make(chan *op), quit: make(chan struct{}), done: make(chan struct{}),
+	s := &Bolt{db: db, now: opt.Now, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 		cache: make(map[string]*cached), over: make(map[string]bool), staged: make(map[string]*cached), metrics: newBoltMetrics(opt.Registerer),
 		ckptDone: make(chan ckptResult, 1)}
 	closeAll := func() {
@@ -931,13 +936,27 @@ func (s *Bolt) write(ctx context.Context, fn func(*batch, *Stats) error) error {
 
 func (s *Bolt) submit(o *op) error {
 	select {
+	case <-s.quit:
+		return ErrClosed
+	default:
+	}
+	select {
 	case s.ops <- o:
 	case <-s.quit:
 		return ErrClosed
 	case <-o.ctx.Done():
 		return o.ctx.Err()
 	}
-	<-o.done
+	select {
+	case <-o.done:
+	case <-s.done:
+		// Queued as the store closed, after the committer's last look.
+		select {
+		case <-o.done:
+		default:
+			return ErrClosed
+		}
+	}
 	return nil
 }
 
@@ -971,29 +990,41 @@ func (s *Bolt) commitLoop() {
 				return
 			}
 		}
-	collect:
-		for len(batch) < maxBatch {
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			default:
-				break collect
-			}
-		}
-		s.commit(batch)
+		s.commit(s.collect(batch))
 		s.maybeCheckpoint()
 	}
 }
 
+// collect adds to batch, up to maxBatch, the ops queued.
+func (s *Bolt) collect(batch []*op) []*op {
+	for len(batch) < maxBatch {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // shutdown waits for the checkpoint in flight (and runs the ops that waited
-// for it), then checkpoints what the log holds, or drops the transaction when
-// the store is broken (the next open replays the log).
+// for it), runs the ops still queued, then checkpoints what the log holds,
+// or drops the transaction when the store is broken (the next open replays
+// the log).
 func (s *Bolt) shutdown() {
 	if s.committing {
 		s.finishCheckpoint(<-s.ckptDone)
 	}
 	for len(s.ready) > 0 {
 		s.commit(s.takeReady(nil, maxBatch))
+	}
+	for {
+		batch := s.collect(nil)
+		if len(batch) == 0 {
+			break
+		}
+		s.commit(batch)
 	}
 	s.checkpointNow()
 	s.maybeCheckpoint() // fails the Checkpoint calls left, if broken

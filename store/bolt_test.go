@@ -323,3 +323,74 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	b.ReportMetric(q(0.999), "p99.9-µs")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 }
+
+// TestBoltCloseUnderWrites closes the store while writers keep submitting:
+// every call returns, and a write is stored exactly when it was
+// acknowledged (writes queued when Close starts are committed; one queued
+// after the committer's last look gets ErrClosed and is not stored).
+func TestBoltCloseUnderWrites(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "t.db")
+	ctx := context.Background()
+	s := openBolt(t, path, store.BoltOptions{})
+	var (
+		mu      sync.Mutex
+		acked   = map[string]bool{}
+		refused []string
+		wg      sync.WaitGroup
+		started = make(chan struct{}, 64)
+	)
+	for w := range 64 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				p := "p" + strconv.Itoa(w) + "-" + strconv.Itoa(i)
+				g := store.Game{ID: "g-" + p, PlayerX: p, PlayerO: store.BotPlayer, Game: game.New(), Mode: store.ModeBot, Level: "easy", Created: time.Now(), Started: time.Now()}
+				if err := g.Start(); err != nil {
+					t.Error(err)
+					return
+				}
+				_, err := s.Create(ctx, g)
+				if i == 10 {
+					started <- struct{}{}
+				}
+				mu.Lock()
+				switch {
+				case err == nil:
+					acked[g.ID] = true
+				case errors.Is(err, store.ErrClosed):
+					refused = append(refused, g.ID)
+				default:
+					t.Errorf("Create %s: %v", g.ID, err)
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	for range 64 {
+		<-started
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+
+	s = openBolt(t, path, store.BoltOptions{})
+	defer s.Close()
+	stored := 0
+	if err := s.Games(ctx, func(g store.Game) bool {
+		stored++
+		if !acked[g.ID] {
+			t.Errorf("game %s stored but its write was not acknowledged", g.ID)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if stored != len(acked) {
+		t.Errorf("%d games stored, %d acknowledged", stored, len(acked))
+	}
+	t.Logf("%d acknowledged, %d refused as the store closed", len(acked), len(refused))
+}
