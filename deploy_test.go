@@ -644,6 +644,9 @@ func dockerignoreProblems(t *testing.T, src string) problems {
 			case ".git", "node_modules", "artifacts", "testdata", "data":
 				return filepath.SkipDir
 			}
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); p != "." && err == nil {
+				return filepath.SkipDir // a module of its own (tools/tracewaits): not in the binary
+			}
 			return nil
 		}
 		if strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go") || strings.HasPrefix(name, "static/") {

@@ -39,6 +39,7 @@ fi
 
 step "go vet"
 go vet ./...
+(cd tools/tracewaits && go vet ./...) # a module of its own: a tool for BENCHMARKS, not in the binary
 
 # Budgets are counts of executions, about 10 s each here: a duration
 # (-fuzztime 10s) races Go 1.26's fuzz coordinator at its deadline and can
@@ -58,4 +59,5 @@ go test -count=1 -run '^TestIdleStackAfterHello$' ./hub
 step "go test -race"
 rm -f artifacts/chaos.txt
 go test -race -count=1 -p 1 -timeout 20m ./...
+(cd tools/tracewaits && go test -race -count=1 ./...)
 cat artifacts/chaos.txt # the chaos test's summary line
