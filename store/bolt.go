@@ -156,7 +156,17 @@ type op struct {
 	putOff     time.Time // when it was deferred
 	err        error
 	done       chan struct{}
+	// state says whether the committer took the op (opTaken) or its caller
+	// gave up on it while it was queued (opAbandoned), whichever came first.
+	state atomic.Int32
 }
+
+// op states.
+const (
+	opQueued int32 = iota
+	opTaken
+	opAbandoned
+)
 
 // batch is what an op works with: the open transaction, through methods that
 // also log each change and keep the cache in step. Without a transaction (a
@@ -547,7 +557,8 @@ func (s *Bolt) rollback() error {
 	return nil
 }
 
-// Close finishes the writes already submitted, refuses new ones with ErrClosed,
+// Close finishes the writes already submitted, those still queued included,
+// refuses new ones with ErrClosed (a write that races Close may get either),
 // ends every stats subscription, waits for a checkpoint in flight,
 // checkpoints and closes the files. It returns the error that stopped the
 // store, if one did (what the log holds is then replayed by the next open).
@@ -947,17 +958,29 @@ func (s *Bolt) submit(o *op) error {
 	case <-o.ctx.Done():
 		return o.ctx.Err()
 	}
-	select {
-	case <-o.done:
-	case <-s.done:
-		// Queued as the store closed, after the committer's last look.
+	ctxDone := o.ctx.Done()
+	for {
 		select {
 		case <-o.done:
-		default:
-			return ErrClosed
+			return nil
+		case <-ctxDone:
+			// The caller may go while the op waits in the queue, as it
+			// could while the queue had no room; once taken, the
+			// committer's answer stands.
+			if o.state.CompareAndSwap(opQueued, opAbandoned) {
+				return o.ctx.Err()
+			}
+			ctxDone = nil
+		case <-s.done:
+			// Queued as the store closed, after the committer's last look.
+			select {
+			case <-o.done:
+				return nil
+			default:
+				return ErrClosed
+			}
 		}
 	}
-	return nil
 }
 
 func (s *Bolt) commitLoop() {
@@ -1070,6 +1093,9 @@ func (s *Bolt) commit(ops []*op) {
 	clear(s.staged)
 	err := func() error {
 		for _, o := range ops {
+			if !o.state.CompareAndSwap(opQueued, opTaken) && o.state.Load() == opAbandoned {
+				continue // its caller went while it was queued
+			}
 			if o.checkpoint {
 				o.held = true
 				s.waiters = append(s.waiters, o)

@@ -325,9 +325,9 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 }
 
 // TestBoltCloseUnderWrites closes the store while writers keep submitting:
-// every call returns, and a write is stored exactly when it was
-// acknowledged (writes queued when Close starts are committed; one queued
-// after the committer's last look gets ErrClosed and is not stored).
+// every call returns (a write queued after the committer's last look gets
+// ErrClosed, it is not left waiting), and a write is stored exactly when it
+// was acknowledged.
 func TestBoltCloseUnderWrites(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "t.db")
@@ -342,6 +342,12 @@ func TestBoltCloseUnderWrites(t *testing.T) {
 	)
 	for w := range 64 {
 		wg.Go(func() {
+			signaled := false
+			defer func() {
+				if !signaled {
+					started <- struct{}{}
+				}
+			}()
 			for i := 0; ; i++ {
 				p := "p" + strconv.Itoa(w) + "-" + strconv.Itoa(i)
 				g := store.Game{ID: "g-" + p, PlayerX: p, PlayerO: store.BotPlayer, Game: game.New(), Mode: store.ModeBot, Level: "easy", Created: time.Now(), Started: time.Now()}
@@ -352,6 +358,7 @@ func TestBoltCloseUnderWrites(t *testing.T) {
 				_, err := s.Create(ctx, g)
 				if i == 10 {
 					started <- struct{}{}
+					signaled = true
 				}
 				mu.Lock()
 				switch {
