@@ -106,6 +106,17 @@ func FsyncProbe(dir string) (probe func(context.Context) error, done func(), err
 		return nil, nil, fmt.Errorf("fsync probe: %w", err)
 	}
 	block := make([]byte, fsyncProbeSize)
+	// The first write allocates the block and sets the file's size: done
+	// here, untimed, so that every call times the same work.
+	_, err = f.Write(block)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, nil, fmt.Errorf("fsync probe: %w", err)
+	}
 	var n uint64
 	probe = func(context.Context) error {
 		n++

@@ -11,7 +11,9 @@
 # Env: PLAYERS (1000), THINK (200ms), DURATION (10s), RAMP (3s), both in whole
 # seconds, REPEAT (3 runs per build), DURABILITY (soft, or hard: fsync), and FLAGS
 # (more tictac flags for both; OLD_FLAGS and NEW_FLAGS for one build only, so
-# that `scripts/bench-compare.sh HEAD HEAD` with NEW_FLAGS compares a flag). With hard, disk_p99 is the
+# that `scripts/bench-compare.sh HEAD HEAD` with NEW_FLAGS compares a flag;
+# OLD_PLAY_FLAGS and NEW_PLAY_FLAGS likewise add `bench play` flags to one
+# build's runs). With hard, disk_p99 is the
 # disk's own fsync p99 in the same run (one 4 KiB write and fsync every 20 ms
 # beside the server's data, `bench play -fsync-probe`): the fsync latency
 # target is that plus 1 ms; sync_p99 is the log's own fdatasync p99 (from
@@ -39,7 +41,10 @@ build() {
 }
 build "$1" "$work/old"
 build "${2:-}" "$work/new"
-echo "old = $1${OLD_FLAGS:+ $OLD_FLAGS}, new = ${2:-working tree}${NEW_FLAGS:+ $NEW_FLAGS}; $players players, think $think, $duration after $ramp, $durability, $repeat runs each"
+echo "old = $1${OLD_FLAGS:+ $OLD_FLAGS}${OLD_PLAY_FLAGS:+ (play $OLD_PLAY_FLAGS)}, new = ${2:-working tree}${NEW_FLAGS:+ $NEW_FLAGS}${NEW_PLAY_FLAGS:+ (play $NEW_PLAY_FLAGS)}; $players players, think $think, $duration after $ramp, $durability, $repeat runs each"
+# The load generator is NEW's: an older one may not know -fsync-probe.
+probes=false
+if [ "$durability" != soft ] && "$work/new" bench play -h 2>&1 | grep -q -- -fsync-probe; then probes=true; fi
 
 # ms converts a duration as the load generator prints it (971µs, 1.2ms, 2s) to ms.
 ms() { awk -v d="$1" 'BEGIN { u = d; sub(/^[0-9.]+/, "", u); v = d + 0; if (u == "µs") v /= 1000; else if (u == "s") v *= 1000; printf "%.3g", v }'; }
@@ -54,9 +59,12 @@ for i in $(seq "$repeat"); do
 			>"$work/s-$b-$i.log" 2>&1 &
 		pid=$!; pids+=($pid)
 		wait_tcp "$p"
+		play=()
+		if $probes; then play=(-fsync-probe "$work/d-$b-$i"); fi
+		if [ "$b" = old ]; then play+=(${OLD_PLAY_FLAGS:-}); else play+=(${NEW_PLAY_FLAGS:-}); fi
 		t0=$(ticks "$pid"); scrape "$p" "$work/m0"
 		out=$("$work/new" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
-			-duration "$duration" -ramp "$ramp" -quiet $([ "$durability" = soft ] || echo -fsync-probe "$work/d-$b-$i"))
+			-duration "$duration" -ramp "$ramp" -quiet "${play[@]}")
 		t1=$(ticks "$pid"); scrape "$p" "$work/m1"
 		sync=$(estimate "$work/m0" "$work/m1" tictac_store_log_sync_seconds 0.99)
 		kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -76,6 +84,7 @@ for b in old new; do
 			printf "%-4s", b
 			for (i = 2; i <= 9; i++) {
 				m = n[i]
+				if (v[i, 1] == "-") { printf " %9s", "-"; continue }
 				for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (v[i, y] + 0 < v[i, x] + 0) { t = v[i, x]; v[i, x] = v[i, y]; v[i, y] = t }
 				printf " %9s", (m % 2) ? v[i, (m + 1) / 2] : (v[i, m / 2] + v[i, m / 2 + 1]) / 2
 			}

@@ -44,9 +44,11 @@ for think in "${thinks[@]}"; do
 			(sleep "${ramp%s}"; scrape "$p" "$work/m0") & scrapes=($!)
 			(sleep "$(awk -v r="${ramp%s}" -v d="${duration%s}" 'BEGIN { print r + d - 0.3 }')"; scrape "$p" "$work/m1") & scrapes+=($!)
 		fi
+		play=()
+		[ -z "${PLOTS:-}" ] || play+=(-report "$PLOTS/think-$think-$server.json")
+		[ "$server" != fsync ] || play+=(-fsync-probe "$work/d$n")
 		"$work/tictac" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
-			-duration "$duration" -ramp "$ramp" -quiet ${PLOTS:+-report "$PLOTS/think-$think-$server.json"} \
-			$([ "$server" != fsync ] || echo -fsync-probe "$work/d$n")
+			-duration "$duration" -ramp "$ramp" -quiet "${play[@]}"
 		t1=$(ticks "$pid")
 		awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "server CPU %.2f core (over the ramp and the run)\n", t / 100 / (d + r) }'
 		if [ "$server" != relay ]; then

@@ -30,11 +30,12 @@ pids+=($!)
 wait_tcp "$p"
 wait_tcp "$a"
 "$work/tictac" bench play -url ws://127.0.0.1:"$p"/live -players "$players" -think "$think" \
-	-duration 15s -ramp 3s -quiet -fsync-probe "$work/d" >"$work/play.txt" &
+	-duration 15s -ramp 3s -quiet -fsync-probe "$work/d" >"$work/play.txt" 2>&1 &
 play=$!
+pids+=($play)
 sleep 8
 curl -sf -o "$work/trace.out" "http://127.0.0.1:$a/debug/pprof/trace?seconds=5"
-wait "$play"
+wait "$play" || { cat "$work/play.txt"; exit 1; }
 cat "$work/play.txt"
 [ -z "${TRACE:-}" ] || cp "$work/trace.out" "$TRACE"
 "$work/tracewaits" "$work/trace.out"

@@ -8,7 +8,10 @@
 //
 // A goroutine is keyed by the first two frames of this module's code in its
 // stack when it blocked (or, for a new goroutine, its creator's first
-// frame); lines with fewer than -min samples are left out.
+// frame, "new:..."); "X->Runnable" is how long it stayed blocked, then
+// "Runnable->Running" how long it waited for a core once woken
+// ("Preempted->Running" once preempted). Lines with fewer than -min samples
+// are left out.
 package main
 
 import (
@@ -24,7 +27,7 @@ import (
 )
 
 func main() {
-	min := flag.Int("min", 50, "leave out lines with fewer samples")
+	minSamples := flag.Int("min", 50, "leave out lines with fewer samples")
 	module := flag.String("module", "github.com/tictac/tictac", "whose frames name a site")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: tracewaits [-min N] [-module path] trace.out")
@@ -35,7 +38,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), *module, *min, os.Stdout); err != nil {
+	if err := run(flag.Arg(0), *module, *minSamples, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "tracewaits:", err)
 		os.Exit(1)
 	}
@@ -48,7 +51,7 @@ type goroutine struct {
 	phase string
 }
 
-func run(path, module string, min int, w io.Writer) error {
+func run(path, module string, minSamples int, w io.Writer) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -76,18 +79,32 @@ func run(path, module string, min int, w io.Writer) error {
 			continue
 		}
 		from, to := st.Goroutine()
-		g := gs[st.Resource.Goroutine()]
+		if from == to {
+			// A new generation of the trace (about one a second) states
+			// each goroutine's state again: the wait goes on.
+			continue
+		}
+		id := st.Resource.Goroutine()
+		if to == trace.GoNotExist {
+			delete(gs, id)
+			continue
+		}
+		g := gs[id]
 		if g == nil {
 			g = &goroutine{}
-			gs[st.Resource.Goroutine()] = g
+			gs[id] = g
 		}
 		switch {
 		case from == trace.GoNotExist && to == trace.GoRunnable:
 			// The stack is the creator's.
 			g.site, g.phase = "new:"+site(ev.Stack(), module, 1), "Runnable"
 		case from == trace.GoRunning:
-			// The stack is the goroutine's own: where it blocks.
+			// The stack is the goroutine's own: where it blocks, or where
+			// it was preempted (Preempted->Running, apart from the woken).
 			g.site, g.phase = site(ev.Stack(), module, 2), to.String()
+			if to == trace.GoRunnable {
+				g.phase = "Preempted"
+			}
 		case g.site != "":
 			k := g.site + " " + g.phase + "->" + to.String()
 			waits[k] = append(waits[k], time.Duration(ev.Time()-g.since))
@@ -99,7 +116,7 @@ func run(path, module string, min int, w io.Writer) error {
 	}
 	keys := make([]string, 0, len(waits))
 	for k, d := range waits {
-		if len(d) >= min {
+		if len(d) >= minSamples {
 			keys = append(keys, k)
 		}
 	}
