@@ -12,6 +12,9 @@
 # queries that ran N ms or more, by kind: what the moves queued behind.
 # REDIS_CLUSTER=1 bridges the replicas through a Redis Cluster of three
 # masters (redis-cli --cluster create) instead of one redis-server.
+# TRACE=file takes a 5 s execution trace of replica r1 from TRACE_AT seconds
+# (8) into the run, keeps it there and prints tools/tracewaits' reading of
+# it: where a move waits between goroutines (see scripts/bench-trace.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -43,10 +46,16 @@ wait_tcp "$qport"
 
 upstreams=""
 replicas=()
+admin=()
+if [ -n "${TRACE:-}" ]; then
+	(cd tools/tracewaits && go build -o "$work/tracewaits" .)
+	aport=$(port)
+fi
 for i in 1 2 3; do
 	p=$(port)
+	if [ -n "${TRACE:-}" ] && [ "$i" = 1 ]; then admin=(-admin-addr "127.0.0.1:$aport" -pprof); else admin=(); fi
 	"$work/tictac" -addr "127.0.0.1:$p" -redis "$redis_url" -rethinkdb "127.0.0.1:$qport" \
-		-replica "r$i" -log-level warn >"$work/r$i.log" 2>&1 & pids+=($!)
+		-replica "r$i" -log-level warn "${admin[@]}" >"$work/r$i.log" 2>&1 & pids+=($!)
 	replicas+=("$p")
 	upstreams+="        server 127.0.0.1:$p max_fails=1 fail_timeout=2s;\n"
 	wait_tcp "$p"
@@ -66,10 +75,19 @@ wait_tcp "$nport"
 
 echo "stack: redis $redis_url, reqlite :$qport, replicas :${replicas[*]}, nginx :$nport" >&2
 q0=$(ticks "$qpid"); t0=$(date +%s.%N)
+if [ -n "${TRACE:-}" ]; then
+	(sleep "${TRACE_AT:-8}"; curl -sf -o "$TRACE" "http://127.0.0.1:$aport/debug/pprof/trace?seconds=5") & tracer=$!
+fi
 # -rethinkdb-probe: reqlite's own answer to one move-shaped query, timed
 # through the same window, under the same load.
 "$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" -rethinkdb-probe "127.0.0.1:$qport" "$@"
 q1=$(ticks "$qpid"); t1=$(date +%s.%N)
+if [ -n "${TRACE:-}" ]; then
+	wait "$tracer"
+	echo
+	echo "replica r1's goroutines, from the trace in $TRACE:"
+	"$work/tracewaits" "$TRACE"
+fi
 # reqlite runs one query at a time on one thread: near 100% of a core, it is
 # the bottleneck, and moves queue behind it.
 awk -v q="$((q1 - q0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" \
