@@ -13,9 +13,11 @@
 # REDIS_CLUSTER=1 bridges the replicas through a Redis Cluster of three
 # masters (redis-cli --cluster create) instead of one redis-server.
 # TRACE=file takes a 5 s execution trace of replica r1 from TRACE_AT seconds
-# (8) into the run, keeps it there and prints tools/tracewaits' reading of
-# it: where a move waits between goroutines (see scripts/bench-trace.sh).
+# (8) into the run (keep ramp + duration above TRACE_AT + 5), keeps it there
+# and prints tools/tracewaits' reading of it: where a move waits between
+# goroutines (see scripts/bench-trace.sh).
 set -euo pipefail
+case ${TRACE:-} in "" | /*) ;; *) TRACE=$PWD/$TRACE ;; esac
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
 . scripts/lib.sh
@@ -46,6 +48,7 @@ wait_tcp "$qport"
 
 upstreams=""
 replicas=()
+metrics=() # where each replica serves /metrics
 admin=()
 if [ -n "${TRACE:-}" ]; then
 	(cd tools/tracewaits && go build -o "$work/tracewaits" .)
@@ -57,6 +60,7 @@ for i in 1 2 3; do
 	"$work/tictac" -addr "127.0.0.1:$p" -redis "$redis_url" -rethinkdb "127.0.0.1:$qport" \
 		-replica "r$i" -log-level warn "${admin[@]}" >"$work/r$i.log" 2>&1 & pids+=($!)
 	replicas+=("$p")
+	if [ ${#admin[@]} -gt 0 ]; then metrics+=("$aport"); else metrics+=("$p"); fi
 	upstreams+="        server 127.0.0.1:$p max_fails=1 fail_timeout=2s;\n"
 	wait_tcp "$p"
 done
@@ -77,16 +81,20 @@ echo "stack: redis $redis_url, reqlite :$qport, replicas :${replicas[*]}, nginx 
 q0=$(ticks "$qpid"); t0=$(date +%s.%N)
 if [ -n "${TRACE:-}" ]; then
 	(sleep "${TRACE_AT:-8}"; curl -sf -o "$TRACE" "http://127.0.0.1:$aport/debug/pprof/trace?seconds=5") & tracer=$!
+	pids+=($tracer)
 fi
 # -rethinkdb-probe: reqlite's own answer to one move-shaped query, timed
 # through the same window, under the same load.
 "$work/tictac" bench play -url "ws://127.0.0.1:$nport/live" -rethinkdb-probe "127.0.0.1:$qport" "$@"
 q1=$(ticks "$qpid"); t1=$(date +%s.%N)
 if [ -n "${TRACE:-}" ]; then
-	wait "$tracer"
 	echo
-	echo "replica r1's goroutines, from the trace in $TRACE:"
-	"$work/tracewaits" "$TRACE"
+	if wait "$tracer"; then
+		echo "replica r1's goroutines, from the trace in $TRACE:"
+		"$work/tracewaits" "$TRACE"
+	else
+		echo "no trace of replica r1 (a run shorter than TRACE_AT + 5 s?)"
+	fi
 fi
 # reqlite runs one query at a time on one thread: near 100% of a core, it is
 # the bottleneck, and moves queue behind it.
@@ -96,7 +104,7 @@ awk -v q="$((q1 - q0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" \
 # Where the time went: sums and counts of each histogram over the replicas.
 echo
 echo "time per move, summed over the 3 replicas (from /metrics):"
-for p in "${replicas[@]}"; do curl -s "http://127.0.0.1:$p/metrics"; done | awk '
+for p in "${metrics[@]}"; do curl -sf "http://127.0.0.1:$p/metrics"; done | awk '
 	/^tictac_(move|bus_publish|socket_write)_seconds_(sum|count)/ || /^tictac_store_seconds_(sum|count)\{op="move"\}/ {
 		split($1, a, "_seconds_"); kind = substr(a[2], 1, 3); v[a[1] "_" kind] += $2
 	}

@@ -16,6 +16,7 @@
 # generator also times the disk's own fsync (-fsync-probe). Everything
 # listens on 127.0.0.1 only and stops by itself.
 set -euo pipefail
+case ${TRACE:-} in "" | /*) ;; *) TRACE=$PWD/$TRACE ;; esac
 cd "$(dirname "$0")/.."
 players=${PLAYERS:-1000} think=${THINK:-1s}
 . scripts/lib.sh

@@ -36,7 +36,9 @@ func holdCommitter(t *testing.T, s *Bolt) (release chan struct{}, held chan erro
 
 func botGame(id string) Game {
 	g := Game{ID: id, PlayerX: "p-" + id, PlayerO: BotPlayer, Game: game.New(), Mode: ModeBot, Level: "easy", Created: time.Now(), Started: time.Now()}
-	g.Start()
+	if err := g.Start(); err != nil {
+		panic(err) // a new game always starts
+	}
 	return g
 }
 
@@ -73,8 +75,13 @@ func TestBoltCloseCommitsQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 		for range n {
-			if err := <-errs; err != nil {
-				t.Errorf("round %d: a write queued before Close: %v, want it committed", round, err)
+			select {
+			case err := <-errs:
+				if err != nil {
+					t.Errorf("round %d: a write queued before Close: %v, want it committed", round, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: a write queued before Close was never answered", round)
 			}
 		}
 		if err := <-closed; err != nil {
@@ -85,7 +92,9 @@ func TestBoltCloseCommitsQueued(t *testing.T) {
 			t.Fatal(err)
 		}
 		stored := 0
-		s.Games(context.Background(), func(Game) bool { stored++; return true })
+		if err := s.Games(context.Background(), func(Game) bool { stored++; return true }); err != nil {
+			t.Fatal(err)
+		}
 		s.Close()
 		if stored != n+1 {
 			t.Fatalf("round %d: %d games stored, want %d", round, stored, n+1)
@@ -129,5 +138,34 @@ func TestBoltQueuedCallerGoes(t *testing.T) {
 	}
 	if _, err := s.Game(context.Background(), "gone"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the abandoned write: Game = %v, want ErrNotFound", err)
+	}
+}
+
+// TestBoltTakenWriteAnswerStands: once the committer has taken a write, its
+// caller waits for the answer even if its context ends meanwhile, so that
+// the answer it gets says whether the write was made.
+func TestBoltTakenWriteAnswerStands(t *testing.T) {
+	t.Parallel()
+	s, err := OpenBolt(filepath.Join(t.TempDir(), "t.db"), BoltOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Create(t.Context(), botGame("g")); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = s.Update(ctx, "g", func(g *Game) error {
+		cancel() // the caller gives up while the committer runs its write
+		time.Sleep(10 * time.Millisecond)
+		g.Level = "changed"
+		return nil
+	})
+	g, gerr := s.Game(t.Context(), "g")
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	if made := g.Level == "changed"; made != (err == nil) {
+		t.Errorf("Update = %v, but the write was made: %v", err, made)
 	}
 }

@@ -325,9 +325,9 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 }
 
 // TestBoltCloseUnderWrites closes the store while writers keep submitting:
-// every call returns (a write queued after the committer's last look gets
-// ErrClosed, it is not left waiting), and a write is stored exactly when it
-// was acknowledged.
+// every call returns, and a write is stored exactly when it was
+// acknowledged. (The narrow case of a write queued after the committer's
+// last look, which gets ErrClosed, is seldom hit here.)
 func TestBoltCloseUnderWrites(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "t.db")
@@ -382,7 +382,13 @@ func TestBoltCloseUnderWrites(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wg.Wait()
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-time.After(20 * time.Second):
+		t.Fatal("writers still waiting 20s after Close")
+	}
 
 	s = openBolt(t, path, store.BoltOptions{})
 	defer s.Close()
