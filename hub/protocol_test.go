@@ -75,6 +75,11 @@ func FuzzDecode(f *testing.F) {
 		`{"action":"fillSquare","data":{"gameId":"abc","coords":{"x":1,"y":2}}}`,
 		`{"action":"fillSquare","data":{"gameId":"abc","coords":{"x":1e9,"y":-2}}}`,
 		`{"action":"joinGame","data":{"a":[{}]}}`, `[`, `{"action":null}`,
+		` { "data" : { "coords" : { "y" : 0 , "x" : 10 } , "moveId" : "m" , "gameId" : "g" } , "action" : "fillSquare" } `,
+		`{"action":"fillSquare","data":{"gameId":"a\u0062","coords":{"x":1,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2,"x":0}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":01,"y":2}}}`,
+		`{"action":"pauseStats"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -90,13 +95,63 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		if req.action < actionPing || req.action > actionSync {
+		if req.action < actionPing || req.action > actionResumeStats {
 			t.Fatalf("decode(%q) = %+v with no action", data, req)
 		}
 		if !json.Valid(data) {
 			t.Fatalf("decode accepted invalid JSON %q", data)
 		}
 	})
+}
+
+// The frames clients send take decodeFill's one pass (a regression there
+// would cost CPU, not correctness), and frames it does not read exactly as
+// encoding/json would go the general way.
+func TestDecodeFill(t *testing.T) {
+	t.Parallel()
+	fast := []string{
+		// tictac bench play, the page (static/moves.js), bench play -resume.
+		`{"action":"fillSquare","data":{"gameId":"abcdefghijkl","coords":{"x":1,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g1","coords":{"x":0,"y":2},"moveId":"m-1"}}`,
+		`{"action":"fillSquare","data":{"gameId":"g1","coords":{"x":2,"y":0},"moveId":"m-2"}}`,
+		"\t{ \"data\" :{\"moveId\":\"\",\"coords\":{ \"y\":1,\"x\":9999 },\"gameId\":\"\"},\"action\":\"fillSquare\"}\n",
+	}
+	for _, in := range fast {
+		got, ok := decodeFill([]byte(in))
+		want, err := decodeAny([]byte(in))
+		if !ok || err != nil || got != want {
+			t.Errorf("decodeFill(%s) = %+v, %v; want %+v from the general path (err %v)", in, got, ok, want, err)
+		}
+	}
+	slow := []string{
+		`{"action":"fillSquare","data":{"gameId":"a\u0062","coords":{"x":1,"y":2}}}`, // an escape
+		`{"action":"fillSquare","data":{"gameId":"é","coords":{"x":1,"y":2}}}`,       // not ASCII
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2},"team":"x"}}`,
+		`{"Action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2}}}`,
+		`{"action":"fillSquare","action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2,"y":1}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1.0,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1e0,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":-1,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":01,"y":2}}}`, // not JSON
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":10000,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2}}} x`,
+		`{"action":"fillSquare","data":{"gameId":null,"coords":{"x":1,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2},"moveId":"` + strings.Repeat("m", maxID+1) + `"}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1}}}`,
+		`{"action":"fillSquare"}`,
+		`{"action":"ping"}`,
+	}
+	for _, in := range slow {
+		if got, ok := decodeFill([]byte(in)); ok {
+			t.Errorf("decodeFill(%s) = %+v; want the general path", in, got)
+		}
+		got, err := decode([]byte(in))
+		want, wantErr := decodeAny([]byte(in))
+		if got != want || (err == nil) != (wantErr == nil) {
+			t.Errorf("decode(%s) = %+v, %v; the general path says %+v, %v", in, got, err, want, wantErr)
+		}
+	}
 }
 
 func BenchmarkDecodeFill(b *testing.B) {
