@@ -171,6 +171,7 @@ func Play(ctx context.Context, cfg PlayConfig) (*Report, error) {
 		games:    newRegistry(),
 		mover:    NewHistogram(),
 		opponent: NewHistogram(),
+		sent:     newWindows(cfg.Ramp, cfg.Duration),
 		probe:    NewHistogram(),
 		codes:    make(map[string]int64),
 		kinds:    make(map[AnomalyKind]int64),
@@ -261,6 +262,7 @@ type run struct {
 	games   *registry
 
 	mover, opponent *Histogram
+	sent            *windows   // the opponent latencies again, by when the move was sent
 	probe           *Histogram // Probe's calls in the window
 	probeErrors     atomic.Int64
 	machine0        atomic.Pointer[machineSample] // at the window's start
@@ -288,6 +290,13 @@ type run struct {
 func (r *run) now() time.Duration { return time.Since(r.start) }
 
 func (r *run) measuring(t time.Duration) bool { return t >= r.rampEnd && t < r.end }
+
+// opponentSaw records the opponent latency of a move sent at sent and seen
+// by the opponent at now (both since the run's start).
+func (r *run) opponentSaw(sent, now time.Duration) {
+	r.opponent.Record(now - sent)
+	r.sent.record(sent, now-sent)
+}
 
 func (r *run) anomaly(a Anomaly) {
 	r.anomaliesN.Add(1)
@@ -652,7 +661,7 @@ func (p *player) onGrid(ctx context.Context, d *inData) error {
 		}
 	} else if m < len(p.rec.sent) && measured {
 		if sent := p.rec.sent[m].Load(); sent != 0 {
-			p.r.opponent.Record(now - time.Duration(sent))
+			p.r.opponentSaw(time.Duration(sent), now)
 		}
 	}
 	if w, _ := p.board.Winner(); w != game.Empty || p.board.Full() || p.over {

@@ -81,6 +81,10 @@ type Report struct {
 	// updateGrid; Opponent from that send to the opponent's updateGrid.
 	Mover    Latency `json:"mover"`
 	Opponent Latency `json:"opponent"`
+	// Stalls says whether the opponent latencies at the p99 and above came
+	// spread over the run or in a few short stretches (nil when the p99 is
+	// under 100µs).
+	Stalls *Stalls `json:"stalls,omitempty"`
 
 	// Probe summarises PlayConfig.Probe's calls in the measured window (nil
 	// without one); ProbeErrors counts those that failed, whose time is not
@@ -172,6 +176,7 @@ func (r *run) report(ended time.Duration, waiting, connected int64) *Report {
 		Mover:        summarize(mover), Opponent: summarize(opp),
 		MoverHist: mover, OpponentHist: opp,
 	}
+	rep.Stalls = r.sent.stalls(rep.Opponent.P99, elapsed)
 	if s := elapsed.Seconds(); s > 0 {
 		rep.MovesPerSec = float64(rep.Moves) / s
 		rep.GamesPerSec = float64(rep.Games) / s
@@ -226,6 +231,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write report: %w", err)
+	}
+	if r.Stalls != nil {
+		fmt.Fprintln(w, r.Stalls)
 	}
 	fmt.Fprintf(w, "moves/s %.1f  games/s %.1f  over %v\n", r.MovesPerSec, r.GamesPerSec, r.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "moves %d  games %d (draws %d)  abandoned %d  connected %d  waiting %d\n",

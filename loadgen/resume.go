@@ -541,7 +541,7 @@ func (p *resumer) onGrid(play context.Context, d *resumeData) error {
 	now := p.r.now()
 	if last != p.team && m < len(p.rec.sent) && p.r.measuring(now) {
 		if sent := p.rec.sent[m].Load(); sent != 0 {
-			p.r.opponent.Record(now - time.Duration(sent))
+			p.r.opponentSaw(time.Duration(sent), now)
 		}
 	}
 	p.move = m
