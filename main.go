@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/internal/gcfloor"
 	"github.com/tictac/tictac/loadgen"
 	"github.com/tictac/tictac/store"
 )
@@ -64,6 +65,7 @@ type config struct {
 	maxConnsPerIP   int
 	statsBudget     int
 	statsInterval   time.Duration
+	gcFloor         int // MiB
 	trustedProxies  []netip.Prefix
 
 	// Scale-out mode: both set, or neither.
@@ -95,6 +97,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log, err := newLogger(cfg, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.gcFloor > 0 && getenv("GOGC") == "" {
+		defer gcfloor.Start(uint64(cfg.gcFloor) << 20)()
 	}
 	return serve(ctx, cfg, log)
 }
@@ -156,6 +161,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config{}, fmt.Errorf("STATS_INTERVAL: %w", err)
 	}
 	fs.DurationVar(&cfg.statsInterval, "stats-interval", interval, "the least time between two live-stats frames to one socket, 50ms to 1m (env STATS_INTERVAL)")
+	gcFloor, err := strconv.Atoi(env("GC_FLOOR", "64"))
+	if err != nil {
+		return config{}, fmt.Errorf("GC_FLOOR: %w", err)
+	}
+	fs.IntVar(&cfg.gcFloor, "gc-floor", gcFloor, "MiB the heap may reach before the garbage collector runs, 0 for Go's usual (a heap twice the live one); fewer collections at a few thousand moves a second, at most this much more memory; ignored when GOGC is set (env GC_FLOOR)")
 	proxies := env("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
 	fs.StringVar(&proxies, "trusted-proxies", proxies, "comma-separated CIDRs of load balancers whose X-Real-IP header names the client (env TRUSTED_PROXIES)")
 	fs.BoolVar(&cfg.pprof, "pprof", env("PPROF", "") == "true", "serve net/http/pprof on -admin-addr (env PPROF=true)")
@@ -184,6 +194,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.statsInterval < 50*time.Millisecond || cfg.statsInterval > time.Minute {
 		return config{}, fmt.Errorf("-stats-interval must be 50ms to 1m, not %v", cfg.statsInterval)
+	}
+	if cfg.gcFloor < 0 || cfg.gcFloor > 1<<20 {
+		return config{}, fmt.Errorf("-gc-floor must be 0 to %d MiB, not %d", 1<<20, cfg.gcFloor)
 	}
 	if cfg.statsBudget < 1 {
 		return config{}, fmt.Errorf("-stats-budget must be at least 1, not %d", cfg.statsBudget)

@@ -182,7 +182,7 @@ func TestFlags(t *testing.T) {
 		check   func(config) error
 	}{
 		{args: nil, check: func(c config) error {
-			if c.addr != ":8080" || c.dataDir != "./data" || c.durability != "hard" {
+			if c.addr != ":8080" || c.dataDir != "./data" || c.durability != "hard" || c.gcFloor != 64 || c.statsInterval != 250*time.Millisecond {
 				return fmt.Errorf("defaults %+v", c)
 			}
 			return nil
@@ -207,6 +207,14 @@ func TestFlags(t *testing.T) {
 			return nil
 		}},
 		{args: []string{"-stats-interval", "10ms"}, wantErr: "-stats-interval must be 50ms to 1m"},
+		{env: map[string]string{"GC_FLOOR": "0"}, check: func(c config) error {
+			if c.gcFloor != 0 {
+				return fmt.Errorf("GC_FLOOR=0 gave %d", c.gcFloor)
+			}
+			return nil
+		}},
+		{args: []string{"-gc-floor", "-1"}, wantErr: "-gc-floor must be 0 to"},
+		{env: map[string]string{"GC_FLOOR": "big"}, wantErr: "GC_FLOOR"},
 		{env: map[string]string{"STATS_INTERVAL": "often"}, wantErr: "STATS_INTERVAL"},
 		{env: map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, wantErr: "SHUTDOWN_TIMEOUT"},
 		{args: []string{"-nope"}, wantErr: "flag provided but not defined"},
