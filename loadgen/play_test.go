@@ -70,11 +70,11 @@ func TestPlayAgainstRelay(t *testing.T) {
 	if rep.Connected != 50 {
 		t.Errorf("connected at end %d, want 50", rep.Connected)
 	}
-	// The moves at the p99 and over, by when they were sent: about 1% of
-	// them at least (the step is at or under the p99, which the histogram
-	// knows within 1%), in the window's stretches.
+	// The moves at the p99 and over, by when they were sent: 1% of them at
+	// least (the step is at or under the p99's bucket), in the window's
+	// stretches.
 	if s := rep.Stalls; rep.Opponent.P99 >= 100*time.Microsecond &&
-		(s == nil || s.Over > rep.Opponent.P99 || 1000*uint64(s.Moves) < 9*rep.Opponent.Count || uint64(s.Moves) > rep.Opponent.Count ||
+		(s == nil || s.Over > rep.Opponent.P99 || 100*uint64(s.Moves)+100 < rep.Opponent.Count || uint64(s.Moves) > rep.Opponent.Count ||
 			s.Of != 40 || s.Windows < 1 || s.Windows > s.Of || s.HalfIn < 1 || s.HalfIn > s.Windows) {
 		t.Errorf("stalls %+v with opponent %+v: want the moves at or over a step under the p99, in 1-40 stretches", s, rep.Opponent)
 	}

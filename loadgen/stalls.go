@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -24,7 +25,7 @@ var stallSteps = []time.Duration{
 
 // windows counts opponent latencies by the StallWindow of the measured
 // window in which the move was sent, and by the highest of stallSteps each
-// reached. Record is lock-free; a run of MaxDuration holds 72,000 windows
+// reached. record is lock-free; a run of MaxDuration holds 72,000 windows
 // (4.9 MB of counts).
 type windows struct {
 	start  time.Duration // the measured window's start, since the run's
@@ -38,7 +39,8 @@ func newWindows(start, length time.Duration) *windows {
 
 // record counts a move sent at sent (since the run's start) that took
 // latency. A move sent just before the window, and seen in it, counts in its
-// first stretch; one sent after it (a run cut short) in its last.
+// first stretch. (A move seen in the window was sent before its end; the
+// bound on the last stretch is only a guard.)
 func (w *windows) record(sent, latency time.Duration) {
 	n := len(w.counts) / (len(stallSteps) + 1)
 	i := min(max(int((sent-w.start)/StallWindow), 0), n-1)
@@ -47,10 +49,11 @@ func (w *windows) record(sent, latency time.Duration) {
 }
 
 // stalls reads the moves at or over the largest of stallSteps at or under
-// p99 (nil when p99 is under the smallest) in the first elapsed of the
-// window.
-func (w *windows) stalls(p99, elapsed time.Duration) *Stalls {
-	step, _ := slices.BinarySearch(stallSteps, p99+1)
+// low (nil when low is under the smallest) in the first elapsed of the
+// window. Given the lowest latency of the histogram bucket the p99 falls
+// in, those are at least the slowest 1% of the moves.
+func (w *windows) stalls(low, elapsed time.Duration) *Stalls {
+	step, _ := slices.BinarySearch(stallSteps, low+1)
 	if step == 0 {
 		return nil
 	}
@@ -69,7 +72,7 @@ func (w *windows) stalls(p99, elapsed time.Duration) *Stalls {
 		}
 	}
 	s.Windows = len(per)
-	slices.SortFunc(per, func(a, b int64) int { return int(b - a) })
+	slices.SortFunc(per, func(a, b int64) int { return cmp.Compare(b, a) })
 	var sum int64
 	for _, c := range per {
 		if 2*sum >= s.Moves {
@@ -84,8 +87,9 @@ func (w *windows) stalls(p99, elapsed time.Duration) *Stalls {
 // Stalls tells a run's tail spread over the run from one bunched in short
 // stretches (stalls of the server or of the machine): the measured window
 // is cut into StallWindow stretches, and the moves whose opponent latency
-// reached Over (the largest 1-2-5 step at or under the run's p99) are
-// counted by the stretch they were sent in. Spread evenly, Moves would fill
+// reached Over (the largest 1-2-5 step at or under the run's p99, so at
+// least the slowest 1% of the moves) are counted by the stretch they were
+// sent in. Spread evenly, Moves would fill
 // about min(Moves, Of) stretches and half of them take half of those; a
 // HalfIn of a few stretches says a few stalls made the p99.
 type Stalls struct {
@@ -96,6 +100,7 @@ type Stalls struct {
 	HalfIn  int   // the fewest stretches that hold half of Moves
 }
 
+// String is the report's line.
 func (s *Stalls) String() string {
 	return fmt.Sprintf("opponent at or over %v: %d moves, sent in %d of %d %v stretches; the worst %d hold half",
 		s.Over, s.Moves, s.Windows, s.Of, StallWindow, s.HalfIn)
