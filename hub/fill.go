@@ -161,8 +161,8 @@ func (s *scanner) key() ([]byte, bool) {
 	return k, ok && s.byte(':')
 }
 
-// str reads a string of printable ASCII with no escapes, and returns its
-// bytes, which alias b.
+// str reads a string of ASCII from space to DEL with no escapes (which
+// encoding/json keeps as they are), and returns its bytes, which alias b.
 func (s *scanner) str() ([]byte, bool) {
 	if !s.byte('"') {
 		return nil, false

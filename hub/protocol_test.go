@@ -79,6 +79,8 @@ func FuzzDecode(f *testing.F) {
 		`{"action":"fillSquare","data":{"gameId":"a\u0062","coords":{"x":1,"y":2}}}`,
 		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":1,"y":2,"x":0}}}`,
 		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":01,"y":2}}}`,
+		`{"action":"fillSquare","data":{"gameId":"g","coords":{"x":2,"y":1},"moveId":"m-1"}}`,
+		"{\"action\":\"fillSquare\",\"data\":{\"gameId\":\"g\x7f\",\"coords\":{\"x\":2,\"y\":1}}}",
 		`{"action":"pauseStats"}`,
 	} {
 		f.Add([]byte(s))

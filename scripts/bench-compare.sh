@@ -17,7 +17,10 @@
 # disk's own fsync p99 in the same run (one 4 KiB write and fsync every 20 ms
 # beside the server's data, `bench play -fsync-probe`): the fsync latency
 # target is that plus 1 ms; sync_p99 is the log's own fdatasync p99 (from
-# tictac_store_log_sync_seconds, interpolated within its bucket). Everything
+# tictac_store_log_sync_seconds, interpolated within its bucket). stalls is
+# H/W from the report's stalls line: the moves at the p99 and over were sent
+# in W of the run's 50 ms stretches, and the worst H of those hold half of
+# them (a small H: the p99 came from a few stalls). Everything
 # listens on 127.0.0.1 only and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +53,7 @@ if [ "$durability" != soft ] && "$work/new" bench play -h 2>&1 | grep -q -- -fsy
 ms() { awk -v d="$1" 'BEGIN { u = d; sub(/^[0-9.]+/, "", u); v = d + 0; if (u == "µs") v /= 1000; else if (u == "s") v *= 1000; printf "%.3g", v }'; }
 
 results=$work/results
-printf "%-4s %9s %9s %9s %9s %9s %7s %9s %9s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% sync_p99 disk_p99 | tee "$results"
+printf "%-4s %9s %9s %9s %9s %9s %7s %9s %9s %9s\n" build p50_ms p99_ms p99.9_ms moves/s cpu_core steal% sync_p99 disk_p99 stalls | tee "$results"
 for i in $(seq "$repeat"); do
 	for b in old new; do
 		p=$(port)
@@ -68,13 +71,15 @@ for i in $(seq "$repeat"); do
 		t1=$(ticks "$pid"); scrape "$p" "$work/m1"
 		sync=$(estimate "$work/m0" "$work/m1" tictac_store_log_sync_seconds 0.99)
 		kill "$pid"; wait "$pid" 2>/dev/null || true
-		read -r _ _ p50 _ p99 p999 _ < <(grep '^ *opponent' <<<"$out")
+		read -r _ _ p50 _ p99 p999 _ < <(grep -E '^ *opponent +[0-9]' <<<"$out")
+		# "the worst H hold half" of the tail's moves, "sent in W" stretches: H/W.
+		stalls=$(sed -n 's/.*sent in \([0-9]*\) of .*the worst \([0-9]*\) hold half.*/\2\/\1/p' <<<"$out")
 		rate=$(awk '/^moves\/s/ { print $2 }' <<<"$out")
 		disk=$(awk '$1 == "disk" && $2 == "probe" { print $6 }' <<<"$out")
 		steal=$(sed -n 's/.*steal \([0-9.]*\)%.*/\1/p' <<<"$out")
 		cpu=$(awk -v t=$((t1 - t0)) -v d="${duration%s}" -v r="${ramp%s}" 'BEGIN { printf "%.2f", t / 100 / (d + r) }')
 		grep -q '^anomalies 0' <<<"$out" || { echo "$b: anomalies" >&2; grep -A5 '^anomalies' <<<"$out" >&2; }
-		printf "%-4s %9s %9s %9s %9s %9s %7s %9s %9s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" "$sync" "$(if [ -n "$disk" ]; then ms "$disk"; else echo -; fi)" | tee -a "$results"
+		printf "%-4s %9s %9s %9s %9s %9s %7s %9s %9s %9s\n" "$b" "$(ms "$p50")" "$(ms "$p99")" "$(ms "$p999")" "$rate" "$cpu" "${steal:--}" "$sync" "$(if [ -n "$disk" ]; then ms "$disk"; else echo -; fi)" "${stalls:--}" | tee -a "$results"
 	done
 done
 echo "medians:"
@@ -88,6 +93,6 @@ for b in old new; do
 				for (x = 1; x <= m; x++) for (y = x + 1; y <= m; y++) if (v[i, y] + 0 < v[i, x] + 0) { t = v[i, x]; v[i, x] = v[i, y]; v[i, y] = t }
 				printf " %9s", (m % 2) ? v[i, (m + 1) / 2] : (v[i, m / 2] + v[i, m / 2 + 1]) / 2
 			}
-			printf "\n"
+			printf " %9s\n", "-"
 		}' "$results"
 done
