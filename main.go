@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	if cfg.gcFloor > 0 && getenv("GOGC") == "" {
+	if cfg.gcFloor > 0 {
 		defer gcfloor.Start(uint64(cfg.gcFloor) << 20)()
 	}
 	return serve(ctx, cfg, log)
@@ -197,6 +197,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.gcFloor < 0 || cfg.gcFloor > 1<<20 {
 		return config{}, fmt.Errorf("-gc-floor must be 0 to %d MiB, not %d", 1<<20, cfg.gcFloor)
+	}
+	if getenv("GOGC") != "" {
+		cfg.gcFloor = 0 // the operator's own GOGC stands
 	}
 	if cfg.statsBudget < 1 {
 		return config{}, fmt.Errorf("-stats-budget must be at least 1, not %d", cfg.statsBudget)

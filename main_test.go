@@ -213,6 +213,12 @@ func TestFlags(t *testing.T) {
 			}
 			return nil
 		}},
+		{args: []string{"-gc-floor", "32"}, env: map[string]string{"GOGC": "200"}, check: func(c config) error {
+			if c.gcFloor != 0 {
+				return fmt.Errorf("with GOGC set the floor is %d, want none", c.gcFloor)
+			}
+			return nil
+		}},
 		{args: []string{"-gc-floor", "-1"}, wantErr: "-gc-floor must be 0 to"},
 		{env: map[string]string{"GC_FLOOR": "big"}, wantErr: "GC_FLOOR"},
 		{env: map[string]string{"STATS_INTERVAL": "often"}, wantErr: "STATS_INTERVAL"},
