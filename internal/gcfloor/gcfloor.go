@@ -3,9 +3,10 @@
 // GOGC=100 it collects each time that much more is allocated: at 2,500
 // moves a second, twice a second, each time taking a core's quarter for
 // 10-20 ms while the moves wait (BENCHMARKS.md, sessions 5, 6 and 10). With
-// a floor the heap may grow to the floor first; once the live heap is half
-// the floor or more, GOGC is 100 again, so the floor costs at most its size
-// in memory, and nothing to a replica whose live heap is past half of it.
+// a floor the heap may grow to the floor first; once Go's usual goal (about
+// twice the live heap, plus the stacks) reaches the floor, GOGC is 100
+// again, so the floor costs at most its size in memory, and nothing to a
+// replica whose usual goal is past it.
 package gcfloor
 
 import (
