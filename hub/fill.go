@@ -15,48 +15,26 @@ func decodeFill(b []byte) (request, bool) {
 	s := scanner{b: b}
 	r := request{action: actionFill}
 	var action, data bool
-	if !s.open() {
-		return r, false
-	}
-	for more := !s.close(); more; {
-		key, ok := s.key()
-		if !ok {
-			return r, false
-		}
+	ok := s.object(func(key []byte) bool {
 		switch string(key) {
 		case "action":
 			v, ok := s.str()
-			if !ok || action || string(v) != "fillSquare" {
-				return r, false
-			}
-			action = true
+			action = ok && !action && string(v) == "fillSquare"
+			return action
 		case "data":
-			if data || !s.fillData(&r) {
-				return r, false
-			}
-			data = true
-		default:
-			return r, false
+			data = !data && s.fillData(&r)
+			return data
 		}
-		if more, ok = s.next(); !ok {
-			return r, false
-		}
-	}
+		return false
+	})
 	s.space()
-	return r, action && data && s.i == len(s.b)
+	return r, ok && action && data && s.i == len(s.b)
 }
 
 // fillData reads fillSquare's data object into r.
 func (s *scanner) fillData(r *request) bool {
 	var game, move, coords bool
-	if !s.open() {
-		return false
-	}
-	for more := !s.close(); more; {
-		key, ok := s.key()
-		if !ok {
-			return false
-		}
+	return s.object(func(key []byte) bool {
 		switch string(key) {
 		case "gameId":
 			v, ok := s.str()
@@ -71,31 +49,19 @@ func (s *scanner) fillData(r *request) bool {
 			}
 			r.moveID, move = string(v), true
 		case "coords":
-			if coords || !s.coords(r) {
-				return false
-			}
-			coords = true
+			coords = !coords && s.coords(r)
+			return coords
 		default:
 			return false
 		}
-		if more, ok = s.next(); !ok {
-			return false
-		}
-	}
-	return game && coords
+		return true
+	}) && game && coords
 }
 
 // coords reads {"x": n, "y": n} into r.
 func (s *scanner) coords(r *request) bool {
 	var x, y bool
-	if !s.open() {
-		return false
-	}
-	for more := !s.close(); more; {
-		key, ok := s.key()
-		if !ok {
-			return false
-		}
+	return s.object(func(key []byte) bool {
 		n, ok := s.num()
 		switch {
 		case !ok:
@@ -107,11 +73,28 @@ func (s *scanner) coords(r *request) bool {
 		default:
 			return false
 		}
+		return true
+	}) && x && y
+}
+
+// object reads an object, calling member with each member's key once the
+// scanner is at its value; member reads the value and reports whether it
+// takes it. object reports false if a member was not taken or the object is
+// not well-formed.
+func (s *scanner) object(member func(key []byte) bool) bool {
+	if !s.open() {
+		return false
+	}
+	for more := !s.close(); more; {
+		key, ok := s.key()
+		if !ok || !member(key) {
+			return false
+		}
 		if more, ok = s.next(); !ok {
 			return false
 		}
 	}
-	return x && y
+	return true
 }
 
 // scanner reads the few JSON tokens decodeFill needs from b, from i on.
