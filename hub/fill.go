@@ -38,7 +38,7 @@ func (s *scanner) fillData(r *request) bool {
 		switch string(key) {
 		case "gameId":
 			v, ok := s.str()
-			if !ok || game {
+			if !ok || game || len(v) > maxID {
 				return false
 			}
 			r.gameID, game = string(v), true

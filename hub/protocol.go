@@ -99,8 +99,8 @@ func decodeAny(data []byte) (request, error) {
 		return decodeJoin(in.Data)
 	case "fillSquare":
 		var fs fillSquare
-		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil || len(fs.MoveID) > maxID {
-			return request{}, refuse("bad_data", `fillSquare needs {"gameId": string, "coords": {"x": 0-2, "y": 0-2}} and may carry a "moveId" of up to 64 characters.`)
+		if err := json.Unmarshal(in.Data, &fs); err != nil || fs.GameID == nil || len(*fs.GameID) > maxID || fs.Coords == nil || fs.Coords.X == nil || fs.Coords.Y == nil || len(fs.MoveID) > maxID {
+			return request{}, refuse("bad_data", `fillSquare needs {"gameId": string of up to 64 characters, "coords": {"x": 0-2, "y": 0-2}} and may carry a "moveId" of up to 64 characters.`)
 		}
 		return request{action: actionFill, gameID: *fs.GameID, x: *fs.Coords.X, y: *fs.Coords.Y, moveID: fs.MoveID}, nil
 	case "rematch", "spectate", "leaveGame", "sync":
