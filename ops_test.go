@@ -95,6 +95,65 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 	x.Move(o, 1, 1)
 }
 
+// TestAwayAndForfeitOutliveAStoreOutage: a player who leaves while the
+// database is cut off is marked away once it is back, and a forfeit due
+// during an outage lands after it. Before, both writes were given up on
+// their first failure, and the game stayed in progress for ever, its
+// opponent waiting for a move.
+func TestAwayAndForfeitOutliveAStoreOutage(t *testing.T) {
+	t.Parallel()
+	db := testenv.StartProxy(t, testenv.RethinkDB(t))
+	a := start(t, t.TempDir(), "-rethinkdb", db.Addr, "-rethinkdb-db", "r"+strings.ReplaceAll(t.Name(), "/", "_"), "-grace", "1s")
+	eventuallyStatus(t, a.base+"/readyz", http.StatusOK, 10*time.Second)
+
+	// The player leaves during the outage: nobody hears of it until the
+	// away mark is stored, then the forfeit follows the grace period.
+	x, o := wstest.Dial(t, a.ws), wstest.Dial(t, a.ws)
+	wstest.Pair(t, x, o)
+	db.Cut()
+	eventuallyStatus(t, a.base+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
+	x.WS.Close(websocket.StatusGoingAway, "")
+	o.Quiet(time.Second)
+	db.Restore()
+	awaitFrame(t, o, "playerAway", 40*time.Second)
+	o.ExpectStatus("abandoned")
+	o.WS.Close(websocket.StatusNormalClosure, "")
+
+	// The player leaves before the outage, and the deadline passes during it.
+	x, o = wstest.Dial(t, a.ws), wstest.Dial(t, a.ws)
+	wstest.Pair(t, x, o)
+	x.WS.Close(websocket.StatusGoingAway, "")
+	o.Expect("playerAway")
+	db.Cut()
+	eventuallyStatus(t, a.base+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
+	o.Quiet(2 * time.Second) // past the deadline: the forfeit is refused by the outage
+	db.Restore()
+	var d struct{ GameID, Status string }
+	awaitFrame(t, o, "updateGameStatus", 40*time.Second).Decode(t, &d)
+	if d.GameID != o.GameID || d.Status != "abandoned" {
+		t.Errorf("got status %q for %s, want abandoned for %s", d.Status, d.GameID, o.GameID)
+	}
+}
+
+// awaitFrame reads c's frames until one is action, failing after d.
+func awaitFrame(t *testing.T, c *wstest.Client, action string, d time.Duration) wstest.Msg {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case m, ok := <-c.Frames:
+			if !ok {
+				t.Fatalf("socket closed while waiting for %s", action)
+			}
+			if m.Action == action {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no %s within %v", action, d)
+		}
+	}
+}
+
 // TestAdminListener: with -admin-addr, metrics and profiles are served there
 // and not on the public port.
 func TestAdminListener(t *testing.T) {

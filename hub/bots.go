@@ -159,7 +159,7 @@ func (h *Hub) onAway(r *room, f []byte) {
 	}
 	id, deadline := away.Data.GameID, away.Data.Deadline
 	if r.present(team) {
-		h.bg.after("back/"+id+"/"+team.String(), 0, func(ctx context.Context) { h.markBack(ctx, id, team) })
+		h.markBackLater(id, team, 0)
 		return
 	}
 	h.armForfeit(id, team, deadline)
@@ -168,21 +168,48 @@ func (h *Hub) onAway(r *room, f []byte) {
 // armForfeit runs forfeit at deadline, once per replica whoever asks.
 func (h *Hub) armForfeit(id string, team game.Mark, deadline int64) {
 	wait := time.Until(time.UnixMilli(deadline))
-	h.bg.after(fmt.Sprintf("forfeit/%s/%s/%d", id, team, deadline), wait, func(ctx context.Context) {
-		h.forfeit(ctx, id, team, deadline)
+	h.bg.after(forfeitKey(id, team, deadline), wait, func(ctx context.Context) {
+		h.forfeit(ctx, id, team, deadline, retryMin)
 	})
 }
 
-func (h *Hub) markBack(ctx context.Context, id string, team game.Mark) {
-	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
-	defer cancel()
-	g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.SetBack(playerOfTeam(g, team)) })
-	if err == nil && g.Status == game.InProgress { // a waiting game has nobody to tell
-		h.publish(ctx, &g, framePlayerBack(id, team))
-	}
+func forfeitKey(id string, team game.Mark, deadline int64) string {
+	return fmt.Sprintf("forfeit/%s/%s/%d", id, team, deadline)
 }
 
-func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline int64) {
+// markBackLater marks team's player back in game id, in the background
+// after wait, while a socket of this replica plays team there. If the store
+// fails the write, it is tried again with backoff: else the player, here,
+// would forfeit at the deadline.
+func (h *Hub) markBackLater(id string, team game.Mark, wait time.Duration) {
+	h.bg.after("back/"+id+"/"+team.String(), wait, func(ctx context.Context) {
+		if !h.presentHere(id, team) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		defer cancel()
+		g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.SetBack(playerOfTeam(g, team)) })
+		switch {
+		case err == nil && g.Status == game.InProgress: // a waiting game has nobody to tell
+			h.publish(ctx, &g, framePlayerBack(id, team))
+		case storeFailed(err):
+			h.log.Warn("mark player back; trying again", "game", id, "err", err)
+			h.markBackLater(id, team, min(max(2*wait, retryMin), retryMax))
+		}
+	})
+}
+
+// forfeit ends game id for team's player, away since before deadline. If the
+// store fails the write, it is tried again after retry, with backoff, until
+// it lands or the game needs it no more: else the game would stay in
+// progress for ever, its opponent waiting.
+func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline int64, retry time.Duration) {
+	if h.presentHere(id, team) {
+		// Back here, but the write that says so has not landed (see
+		// markBackLater): the player is not to lose by it.
+		h.markBackLater(id, team, 0)
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
 	defer cancel()
 	now := h.opt.Now()
@@ -198,6 +225,12 @@ func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline i
 		h.expireInvite(ctx, id, player, deadline)
 		return
 	case errors.Is(err, store.ErrNotAway), errors.Is(err, game.ErrOver), errors.Is(err, store.ErrNotFound):
+		return
+	case storeFailed(err):
+		h.log.Warn("forfeit; trying again", "game", id, "in", retry, "err", err)
+		h.bg.after(forfeitKey(id, team, deadline), retry, func(ctx context.Context) {
+			h.forfeit(ctx, id, team, deadline, min(2*retry, retryMax))
+		})
 		return
 	case err != nil:
 		h.log.Warn("forfeit", "game", id, "err", err)

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/internal/wstest"
 	"github.com/tictac/tictac/store"
@@ -61,6 +63,55 @@ func TestResume(t *testing.T) {
 	o.Expect("playerBack")
 	back.Expect("playerBack") // everyone in the game hears it, the returner too
 	back.GameID, back.Team = j.GameID, "x"
+	o.Move(back, 0, 0)
+	back.Move(o, 2, 2)
+}
+
+// backDown is the embedded store whose writes that mark a player back fail
+// while down is set, as a database's would in an outage that began just
+// then; every other call works.
+type backDown struct {
+	*store.Bolt
+	down atomic.Bool
+}
+
+func (s *backDown) Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error) {
+	if s.down.Load() {
+		g, err := s.Bolt.Game(ctx, id)
+		was := g.Away
+		if err == nil && fn(&g) == nil && g.Status == game.InProgress && g.Away != was {
+			return store.Game{}, errors.New("update: the store is down (test)")
+		}
+	}
+	return s.Bolt.Update(ctx, id, fn)
+}
+
+// TestBackDespiteAFailedWrite: a player who returns while the write that
+// marks it back fails is not forfeited at the deadline for being away: the
+// write is tried again until it lands, and the game goes on.
+func TestBackDespiteAFailedWrite(t *testing.T) {
+	t.Parallel()
+	var st *backDown
+	s := newServerOn(t, hub.Options{Grace: 500 * time.Millisecond}, func(b *store.Bolt) hub.Store {
+		st = &backDown{Bolt: b}
+		return st
+	})
+	x, tx := wstest.Hello(t, s.url, "")
+	o, _ := wstest.Hello(t, s.url, "")
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	x.WS.Close(websocket.StatusGoingAway, "reload")
+	o.Expect("playerAway")
+
+	st.down.Store(true)
+	back, _ := wstest.Hello(t, s.url, tx)
+	back.Expect("joinGame")
+	expectState(t, back)
+	o.Quiet(time.Second) // past the deadline: no forfeit of a player who is here
+	st.down.Store(false)
+	o.Expect("playerBack")
+	back.Expect("playerBack")
+	back.GameID, back.Team = x.GameID, "x"
 	o.Move(back, 0, 0)
 	back.Move(o, 2, 2)
 }
