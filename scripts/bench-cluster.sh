@@ -10,6 +10,8 @@
 # TICTAC=path runs that binary (say, an older build to compare) instead of
 # building the working tree. REQLITE_SLOW_MS=N lists at the end the reqlite
 # queries that ran N ms or more, by kind: what the moves queued behind.
+# REQLITE_NODE_FLAGS are given to node before launch.js (e.g.
+# --max-semi-space-size=N: a larger young generation, fewer scavenges).
 # REDIS_CLUSTER=1 bridges the replicas through a Redis Cluster of three
 # masters (redis-cli --cluster create) instead of one redis-server.
 # TRACE=file takes a 5 s execution trace of replica r1 from TRACE_AT seconds
@@ -42,7 +44,8 @@ else
 	wait_tcp "$rport"
 	redis_url="redis://127.0.0.1:$rport"
 fi
-qport=$(port); REQLITE_SLOW_MS=${REQLITE_SLOW_MS:-} node tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
+# shellcheck disable=SC2086 # REQLITE_NODE_FLAGS: several flags for node
+qport=$(port); REQLITE_SLOW_MS=${REQLITE_SLOW_MS:-} node ${REQLITE_NODE_FLAGS:-} tools/reqlite/launch.js --port "$qport" >"$work/reqlite.log" 2>&1 & pids+=($!)
 qpid=$!
 wait_tcp "$qport"
 
