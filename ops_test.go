@@ -103,7 +103,7 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 func TestAwayAndForfeitOutliveAStoreOutage(t *testing.T) {
 	t.Parallel()
 	db := testenv.StartProxy(t, testenv.RethinkDB(t))
-	a := start(t, t.TempDir(), "-rethinkdb", db.Addr, "-rethinkdb-db", "r"+strings.ReplaceAll(t.Name(), "/", "_"), "-grace", "1s")
+	a := start(t, t.TempDir(), "-rethinkdb", db.Addr, "-rethinkdb-db", "r"+strings.ReplaceAll(t.Name(), "/", "_"), "-grace", "3s")
 	eventuallyStatus(t, a.base+"/readyz", http.StatusOK, 10*time.Second)
 
 	// The player leaves during the outage: nobody hears of it until the
@@ -115,42 +115,33 @@ func TestAwayAndForfeitOutliveAStoreOutage(t *testing.T) {
 	x.WS.Close(websocket.StatusGoingAway, "")
 	o.Quiet(time.Second)
 	db.Restore()
-	awaitFrame(t, o, "playerAway", 40*time.Second)
-	o.ExpectStatus("abandoned")
+	o.Await("playerAway", 40*time.Second)
+	expectAbandoned(t, o)
 	o.WS.Close(websocket.StatusNormalClosure, "")
 
-	// The player leaves before the outage, and the deadline passes during it.
+	// The player leaves before the outage, and the deadline passes during
+	// it: the grace period starts over when the database is back, then the
+	// forfeit follows.
 	x, o = wstest.Dial(t, a.ws), wstest.Dial(t, a.ws)
 	wstest.Pair(t, x, o)
 	x.WS.Close(websocket.StatusGoingAway, "")
-	o.Expect("playerAway")
+	var away struct{ Deadline int64 }
+	o.Expect("playerAway").Decode(t, &away)
 	db.Cut()
-	eventuallyStatus(t, a.base+"/readyz", http.StatusServiceUnavailable, 10*time.Second)
-	o.Quiet(2 * time.Second) // past the deadline: the forfeit is refused by the outage
+	o.Quiet(time.Until(time.UnixMilli(away.Deadline)) + time.Second) // the forfeit is refused by the outage
 	db.Restore()
-	var d struct{ GameID, Status string }
-	awaitFrame(t, o, "updateGameStatus", 40*time.Second).Decode(t, &d)
-	if d.GameID != o.GameID || d.Status != "abandoned" {
-		t.Errorf("got status %q for %s, want abandoned for %s", d.Status, d.GameID, o.GameID)
-	}
+	o.Await("playerAway", 40*time.Second) // a new grace period
+	expectAbandoned(t, o)
 }
 
-// awaitFrame reads c's frames until one is action, failing after d.
-func awaitFrame(t *testing.T, c *wstest.Client, action string, d time.Duration) wstest.Msg {
+// expectAbandoned waits for o's game to end by forfeit, its grace period
+// and then some.
+func expectAbandoned(t *testing.T, o *wstest.Client) {
 	t.Helper()
-	timeout := time.After(d)
-	for {
-		select {
-		case m, ok := <-c.Frames:
-			if !ok {
-				t.Fatalf("socket closed while waiting for %s", action)
-			}
-			if m.Action == action {
-				return m
-			}
-		case <-timeout:
-			t.Fatalf("no %s within %v", action, d)
-		}
+	var d struct{ GameID, Status string }
+	o.Await("updateGameStatus", 20*time.Second).Decode(t, &d)
+	if d.GameID != o.GameID || d.Status != "abandoned" {
+		t.Fatalf("got status %q for %s, want abandoned for %s", d.Status, d.GameID, o.GameID)
 	}
 }
 

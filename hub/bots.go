@@ -34,14 +34,16 @@ func newBackground(seed uint64) *background {
 }
 
 // after runs fn in d unless the hub closes first or a task with the same key
-// is already armed.
+// is already armed. Tasks with an empty key are never refused as such.
 func (b *background) after(key string, d time.Duration, fn func(ctx context.Context)) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.ctx.Err() != nil || b.armed[key] {
+	if b.ctx.Err() != nil || key != "" && b.armed[key] {
 		return
 	}
-	b.armed[key] = true
+	if key != "" {
+		b.armed[key] = true
+	}
 	b.wg.Add(1)
 	var t *time.Timer
 	t = time.AfterFunc(d, func() {
@@ -101,14 +103,22 @@ func (h *Hub) scheduleBot(g store.Game) {
 		h.bg.random(func(r *rand.Rand) { delay = lvl.Delay(r) })
 	}
 	id := g.ID // the closure takes the id alone: capturing g would put every game passed here on the heap
-	h.bg.after(fmt.Sprintf("bot/%s/%d", id, g.Moves), delay, func(ctx context.Context) { h.botMove(ctx, id, lvl) })
+	h.bg.after(fmt.Sprintf("bot/%s/%d", id, g.Moves), delay, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		defer cancel()
+		h.botMove(ctx, id, lvl, backoff{})
+	})
 }
 
-// botMove plays the computer's move in game id, if it is still its turn.
-func (h *Hub) botMove(ctx context.Context, id string, lvl game.Level) {
-	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
-	defer cancel()
+// botMove plays the computer's move in game id, if it is still its turn. If
+// the store fails it, it is tried again with backoff b (see retryLater):
+// else the player would wait for the computer until the page reconnects.
+func (h *Hub) botMove(ctx context.Context, id string, lvl game.Level, b backoff) {
 	g, err := h.store.Game(ctx, id)
+	if storeFailed(err) {
+		h.retryLater("", "bot: load game", id, err, b, func(ctx context.Context, b backoff) { h.botMove(ctx, id, lvl, b) })
+		return
+	}
 	if err != nil {
 		h.log.Warn("bot: load game", "game", id, "err", err)
 		return
@@ -126,6 +136,10 @@ func (h *Hub) botMove(ctx context.Context, id string, lvl game.Level) {
 	// The move id makes a move armed on two replicas count once.
 	g, err = h.store.Move(ctx, id, store.BotPlayer, x, y, fmt.Sprintf("bot-%d", g.Moves+1))
 	if errors.Is(err, store.ErrDuplicateMove) || errors.Is(err, game.ErrNotYourTurn) || errors.Is(err, game.ErrOver) {
+		return
+	}
+	if storeFailed(err) {
+		h.retryLater("", "bot: move", id, err, b, func(ctx context.Context, b backoff) { h.botMove(ctx, id, lvl, b) })
 		return
 	}
 	if err != nil {
@@ -159,7 +173,7 @@ func (h *Hub) onAway(r *room, f []byte) {
 	}
 	id, deadline := away.Data.GameID, away.Data.Deadline
 	if r.present(team) {
-		h.markBackLater(id, team, 0)
+		h.markBackSoon(id, team)
 		return
 	}
 	h.armForfeit(id, team, deadline)
@@ -169,7 +183,7 @@ func (h *Hub) onAway(r *room, f []byte) {
 func (h *Hub) armForfeit(id string, team game.Mark, deadline int64) {
 	wait := time.Until(time.UnixMilli(deadline))
 	h.bg.after(forfeitKey(id, team, deadline), wait, func(ctx context.Context) {
-		h.forfeit(ctx, id, team, deadline, retryMin)
+		h.forfeit(ctx, id, team, deadline)
 	})
 }
 
@@ -177,37 +191,15 @@ func forfeitKey(id string, team game.Mark, deadline int64) string {
 	return fmt.Sprintf("forfeit/%s/%s/%d", id, team, deadline)
 }
 
-// markBackLater marks team's player back in game id, in the background
-// after wait, while a socket of this replica plays team there. If the store
-// fails the write, it is tried again with backoff: else the player, here,
-// would forfeit at the deadline.
-func (h *Hub) markBackLater(id string, team game.Mark, wait time.Duration) {
-	h.bg.after("back/"+id+"/"+team.String(), wait, func(ctx context.Context) {
-		if !h.presentHere(id, team) {
-			return
-		}
-		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
-		defer cancel()
-		g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.SetBack(playerOfTeam(g, team)) })
-		switch {
-		case err == nil && g.Status == game.InProgress: // a waiting game has nobody to tell
-			h.publish(ctx, &g, framePlayerBack(id, team))
-		case storeFailed(err):
-			h.log.Warn("mark player back; trying again", "game", id, "err", err)
-			h.markBackLater(id, team, min(max(2*wait, retryMin), retryMax))
-		}
-	})
-}
-
-// forfeit ends game id for team's player, away since before deadline. If the
-// store fails the write, it is tried again after retry, with backoff, until
-// it lands or the game needs it no more: else the game would stay in
-// progress for ever, its opponent waiting.
-func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline int64, retry time.Duration) {
+// forfeit ends game id for team's player, away since before deadline,
+// unless the player is back by then. If the store fails the write, the
+// player's grace period starts over once the store takes writes again (see
+// renewAway).
+func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline int64) {
 	if h.presentHere(id, team) {
 		// Back here, but the write that says so has not landed (see
-		// markBackLater): the player is not to lose by it.
-		h.markBackLater(id, team, 0)
+		// markBack): the player is not to lose by it.
+		h.markBackSoon(id, team)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
@@ -227,9 +219,9 @@ func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline i
 	case errors.Is(err, store.ErrNotAway), errors.Is(err, game.ErrOver), errors.Is(err, store.ErrNotFound):
 		return
 	case storeFailed(err):
-		h.log.Warn("forfeit; trying again", "game", id, "in", retry, "err", err)
-		h.bg.after(forfeitKey(id, team, deadline), retry, func(ctx context.Context) {
-			h.forfeit(ctx, id, team, deadline, min(2*retry, retryMax))
+		// Not tried again: the grace period starts over once the store is back.
+		h.retryLater(forfeitKey(id, team, deadline), "forfeit", id, err, backoff{}, func(ctx context.Context, b backoff) {
+			h.renewAway(ctx, id, team, deadline, b)
 		})
 		return
 	case err != nil:

@@ -18,6 +18,7 @@ import (
 type server struct {
 	url   string
 	store *store.Bolt
+	hs    hub.Store // the hub's: store, or what wraps it
 	hub   *hub.Hub
 	bus   *hub.MemoryBus
 }
@@ -50,17 +51,18 @@ func newServerOn(tb testing.TB, opt hub.Options, wrap func(*store.Bolt) hub.Stor
 	}
 	tb.Cleanup(func() { st.Close() }) // after the hub's cleanup, registered below
 	h := hub.New(hs, bus, opt)
-	return &server{url: serve(tb, h), store: st, hub: h, bus: bus}
+	return &server{url: serve(tb, h), store: st, hs: hs, hub: h, bus: bus}
 }
 
-// newReplicaOf starts a second hub on s's store and bus, as another replica
-// of the same deployment, and returns its WebSocket URL.
+// newReplicaOf starts a second hub on s's store (as wrapped for s's hub) and
+// bus, as another replica of the same deployment, and returns its WebSocket
+// URL.
 func newReplicaOf(tb testing.TB, s *server, opt hub.Options) string {
 	tb.Helper()
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	return serve(tb, hub.New(s.store, s.bus, opt))
+	return serve(tb, hub.New(s.hs, s.bus, opt))
 }
 
 // serve runs h and serves it over HTTP until the test ends, then closes

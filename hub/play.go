@@ -168,7 +168,10 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 				c.hub.publish(ctx, &g, framePlayerBack(g.ID, team))
 			}
 		case storeFailed(err):
-			c.hub.markBackLater(g.ID, team, retryMin)
+			id := g.ID
+			c.hub.retryLater("", "mark player back", id, err, backoff{}, func(ctx context.Context, b backoff) {
+				c.hub.markBack(ctx, id, team, b)
+			})
 		}
 	}
 	c.enqueue(frameJoinGame(&g, team))
@@ -581,59 +584,8 @@ func (c *conn) leave() {
 		if r.hasOther(c) {
 			return // the same player is still here on another socket
 		}
-		c.hub.markAway(ctx, r.id, c.team, c.player, retryMin)
+		c.hub.markAway(ctx, r.id, c.team, c.player, backoff{})
 	}
-}
-
-// The waits between a background write that the store failed (down, or
-// too slow) and its next attempt double from retryMin up to retryMax.
-const (
-	retryMin = 500 * time.Millisecond
-	retryMax = 30 * time.Second
-)
-
-// storeFailed reports whether err is the store failing, rather than the
-// game refusing the change: what a background write tries again.
-func storeFailed(err error) bool {
-	return err != nil && toClientError(err).Code == "unavailable" && !errors.Is(err, store.ErrClosed)
-}
-
-// markAway marks player, of team, away from game id in progress until the
-// grace period from now, and tells everyone in the game: their replicas arm
-// the forfeit (onAway). If the store fails the write, it is tried again in
-// the background after retry, with backoff, until it lands, the game needs
-// it no more, or the player is back here: a mark lost would leave the
-// opponent waiting for a move with no countdown, and the game in progress
-// for ever.
-func (h *Hub) markAway(ctx context.Context, id string, team game.Mark, player string, retry time.Duration) {
-	deadline := h.opt.Now().Add(h.opt.Grace).UnixMilli()
-	g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.SetAway(player, deadline) })
-	switch {
-	case err == nil:
-		h.log.Info("player away", "game", id, "team", team.String(), "deadline", time.UnixMilli(deadline))
-		h.publish(ctx, &g, framePlayerAway(id, team, deadline, h.opt.Now().UnixMilli()))
-	case storeFailed(err):
-		h.log.Warn("mark player away; trying again", "game", id, "in", retry, "err", err)
-		h.bg.after("away/"+id+"/"+team.String(), retry, func(ctx context.Context) {
-			if h.presentHere(id, team) {
-				return
-			}
-			ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
-			defer cancel()
-			h.markAway(ctx, id, team, player, min(2*retry, retryMax))
-		})
-	case !errors.Is(err, game.ErrOver) && !errors.Is(err, store.ErrNotFound):
-		h.log.Warn("mark player away", "game", id, "err", err)
-	}
-}
-
-// presentHere reports whether a live socket of this replica plays team in
-// game id.
-func (h *Hub) presentHere(id string, team game.Mark) bool {
-	h.mu.Lock()
-	r := h.rooms[id]
-	h.mu.Unlock()
-	return r != nil && r.present(team)
 }
 
 // awaitReturn keeps the player's waiting game for the grace period if it is

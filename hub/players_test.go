@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -67,23 +68,61 @@ func TestResume(t *testing.T) {
 	back.Move(o, 2, 2)
 }
 
-// backDown is the embedded store whose writes that mark a player back fail
-// while down is set, as a database's would in an outage that began just
-// then; every other call works.
-type backDown struct {
+// outage is the embedded store whose writes of games fail while down is set,
+// as a database's do during an outage; reads still work, as they may for a
+// moment. With onlyBack, only the writes that mark a player back fail.
+type outage struct {
 	*store.Bolt
-	down atomic.Bool
+	down, onlyBack atomic.Bool
 }
 
-func (s *backDown) Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error) {
+func (s *outage) Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error) {
 	if s.down.Load() {
-		g, err := s.Bolt.Game(ctx, id)
-		was := g.Away
-		if err == nil && fn(&g) == nil && g.Status == game.InProgress && g.Away != was {
+		fail := !s.onlyBack.Load()
+		if !fail {
+			g, err := s.Bolt.Game(ctx, id)
+			was := g.Away
+			fail = err == nil && fn(&g) == nil && g.Status == game.InProgress &&
+				(was[0] != 0 && g.Away[0] == 0 || was[1] != 0 && g.Away[1] == 0)
+		}
+		if fail {
 			return store.Game{}, errors.New("update: the store is down (test)")
 		}
 	}
 	return s.Bolt.Update(ctx, id, fn)
+}
+
+func (s *outage) Move(ctx context.Context, id, player string, x, y int, moveID string) (store.Game, error) {
+	if s.down.Load() && !s.onlyBack.Load() {
+		return store.Game{}, errors.New("move: the store is down (test)")
+	}
+	return s.Bolt.Move(ctx, id, player, x, y, moveID)
+}
+
+// TestBotMovesAfterAnOutage: the computer's move that the store refused is
+// played once the store is back.
+func TestBotMovesAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	var st *outage
+	s := newServerOn(t, hub.Options{BotDelay: func(game.Level) time.Duration { return 200 * time.Millisecond }}, func(b *store.Bolt) hub.Store {
+		st = &outage{Bolt: b}
+		return st
+	})
+	x := wstest.Dial(t, s.url)
+	x.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "bot", "level": "easy"}})
+	var j struct{ GameID string }
+	x.Expect("joinGame").Decode(t, &j)
+	x.Await("updateGameStatus", 5*time.Second)
+	x.Send(wstest.Fill(j.GameID, 1, 1))
+	x.Await("updateGrid", 5*time.Second)
+	st.down.Store(true) // before the computer answers
+	x.Quiet(time.Second)
+	st.down.Store(false)
+	var g wstest.Grid
+	x.Await("updateGrid", 10*time.Second).Decode(t, &g)
+	if g.Move != 2 || g.Last.Team != "o" {
+		t.Fatalf("after the outage: move %d by %q, want the computer's (o) move 2", g.Move, g.Last.Team)
+	}
 }
 
 // TestBackDespiteAFailedWrite: a player who returns while the write that
@@ -91,9 +130,10 @@ func (s *backDown) Update(ctx context.Context, id string, fn func(*store.Game) e
 // write is tried again until it lands, and the game goes on.
 func TestBackDespiteAFailedWrite(t *testing.T) {
 	t.Parallel()
-	var st *backDown
+	var st *outage
 	s := newServerOn(t, hub.Options{Grace: 500 * time.Millisecond}, func(b *store.Bolt) hub.Store {
-		st = &backDown{Bolt: b}
+		st = &outage{Bolt: b}
+		st.onlyBack.Store(true)
 		return st
 	})
 	x, tx := wstest.Hello(t, s.url, "")
@@ -109,8 +149,51 @@ func TestBackDespiteAFailedWrite(t *testing.T) {
 	expectState(t, back)
 	o.Quiet(time.Second) // past the deadline: no forfeit of a player who is here
 	st.down.Store(false)
-	o.Expect("playerBack")
-	back.Expect("playerBack")
+	o.Await("playerBack", 20*time.Second)
+	back.Await("playerBack", 5*time.Second)
+	back.GameID, back.Team = x.GameID, "x"
+	o.Move(back, 0, 0)
+	back.Move(o, 2, 2)
+}
+
+// TestForfeitWaitsOutAnOutage: two replicas, each of which loses the store
+// for a while. A player away from the first comes back to it while neither
+// can write, and the deadline passes. The second, the opponent's, gets the
+// store back first: it does not write the forfeit it was refused, as the
+// player may be back somewhere whose write saying so has not landed. It
+// starts the grace period over instead; the first replica, back in time,
+// marks the player back, and the game goes on.
+func TestForfeitWaitsOutAnOutage(t *testing.T) {
+	t.Parallel()
+	opt := hub.Options{Grace: time.Second}
+	var near *outage // the player's replica's view of the store
+	s := newServerOn(t, opt, func(b *store.Bolt) hub.Store {
+		near = &outage{Bolt: b}
+		return near
+	})
+	far := &outage{Bolt: s.store} // the opponent's replica's
+	opt.Logger = slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	other := serve(t, hub.New(far, s.bus, opt))
+
+	x, tx := wstest.Hello(t, s.url, "")
+	o, _ := wstest.Hello(t, other, "")
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	x.WS.Close(websocket.StatusGoingAway, "reload")
+	var away struct{ Deadline int64 }
+	o.Expect("playerAway").Decode(t, &away)
+
+	near.down.Store(true)
+	far.down.Store(true)
+	back, _ := wstest.Hello(t, s.url, tx)
+	back.Expect("joinGame")
+	expectState(t, back)
+	o.Quiet(time.Until(time.UnixMilli(away.Deadline)) + 200*time.Millisecond) // every write refused
+	far.down.Store(false)
+	o.Await("playerAway", 10*time.Second) // the grace period, over again
+	near.down.Store(false)
+	o.Await("playerBack", 10*time.Second)
+	back.Await("playerBack", 10*time.Second)
 	back.GameID, back.Team = x.GameID, "x"
 	o.Move(back, 0, 0)
 	back.Move(o, 2, 2)

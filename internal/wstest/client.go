@@ -132,6 +132,26 @@ func (c *Client) ExpectError(code string) {
 	}
 }
 
+// Await reads frames until one is action and returns it, failing if none
+// comes within d.
+func (c *Client) Await(action string, d time.Duration) Msg {
+	c.tb.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case m, ok := <-c.Frames:
+			if !ok {
+				c.tb.Fatalf("socket closed while waiting for %s: %v", action, <-c.Closed)
+			}
+			if m.Action == action {
+				return m
+			}
+		case <-timeout:
+			c.tb.Fatalf("no %s within %v", action, d)
+		}
+	}
+}
+
 // Quiet fails if a frame other than statsUpdate arrives within d.
 func (c *Client) Quiet(d time.Duration) {
 	c.tb.Helper()

@@ -1,0 +1,188 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tictac/tictac/game"
+	"github.com/tictac/tictac/store"
+)
+
+// A player whose socket closes mid-game is marked away in the store, with a
+// deadline; every replica in the game hears of it and forfeits the player at
+// the deadline unless the player is back (marked so in the store) by then.
+// These writes are the server's own, with no client to try again, so a
+// write the store fails (down, or too slow) is tried again here, in the
+// background: a mark lost would leave the opponent waiting for a move with
+// no countdown and the game in progress for ever, and a player back whose
+// return is not stored would lose at the deadline. Attempts pending when the
+// replica stops are lost with it.
+
+// The wait between a background write that the store failed and its next
+// attempt doubles from retryMin up to retryMax; the write is given up on
+// retryFor after its first failure.
+const (
+	retryMin = 500 * time.Millisecond
+	retryMax = 30 * time.Second
+	retryFor = 10 * time.Minute
+)
+
+// backoff paces the attempts of one background write: the wait before the
+// next, and when the first failed. The zero backoff is a first attempt, at
+// once.
+type backoff struct {
+	wait  time.Duration
+	first time.Time
+}
+
+// next returns the backoff after a failed attempt at now, or false once the
+// write is to be given up on.
+func (b backoff) next(now time.Time) (backoff, bool) {
+	switch {
+	case b.first.IsZero():
+		return backoff{wait: retryMin, first: now}, true
+	case now.Sub(b.first) >= retryFor:
+		return b, false
+	}
+	return backoff{wait: min(2*b.wait, retryMax), first: b.first}, true
+}
+
+// refusals are the errors by which a game or the store refuse a change:
+// final answers, which no later attempt would change.
+var refusals = []error{
+	store.ErrNotFound, store.ErrNotPlayer, store.ErrNotAway, store.ErrNoRematch, store.ErrDuplicateMove, store.ErrClosed,
+	game.ErrNotStarted, game.ErrOver, game.ErrNotYourTurn, game.ErrOffBoard, game.ErrOccupied, game.ErrBadTeam, game.ErrBadStatus,
+	context.Canceled, errMarked,
+}
+
+// errMarked refuses a retried away mark: the player was marked away
+// meanwhile (came and went again), and that mark stands.
+var errMarked = errors.New("already marked away")
+
+// storeFailed reports whether err is the store failing rather than a game or
+// the store refusing the change: what a background write tries again.
+func storeFailed(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return false
+		}
+	}
+	var ce *clientError
+	return !errors.As(err, &ce)
+}
+
+// retryLater runs attempt in the background after the backoff that follows
+// b, or logs that the write is given up on.
+func (h *Hub) retryLater(key, what, id string, err error, b backoff, attempt func(ctx context.Context, b backoff)) {
+	b, ok := b.next(h.opt.Now())
+	if !ok {
+		h.log.Error(what+": the store failed it for too long; given up", "game", id, "since", b.first, "err", err)
+		return
+	}
+	h.log.Warn(what+": the store failed it; trying again", "game", id, "in", b.wait, "err", err)
+	h.bg.after(key, b.wait, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		defer cancel()
+		attempt(ctx, b)
+	})
+}
+
+// markAway marks player, of team, away from game id in progress until the
+// grace period from now, tells everyone in the game (their replicas arm the
+// forfeit, see onAway) and arms it here too, for a game that nobody else
+// hears of (against the computer, or left by both). b is the backoff of the
+// attempts so far: a retried mark is dropped if the player is back here, or
+// was marked away again meanwhile.
+func (h *Hub) markAway(ctx context.Context, id string, team game.Mark, player string, b backoff) {
+	deadline := h.opt.Now().Add(h.opt.Grace).UnixMilli()
+	g, err := h.store.Update(ctx, id, func(g *store.Game) error {
+		if !b.first.IsZero() && g.Away[team-1] != 0 {
+			return errMarked
+		}
+		return g.SetAway(player, deadline)
+	})
+	switch {
+	case err == nil:
+		h.log.Info("player away", "game", id, "team", team.String(), "deadline", time.UnixMilli(deadline))
+		h.publish(ctx, &g, framePlayerAway(id, team, deadline, h.opt.Now().UnixMilli()))
+		h.armForfeit(id, team, deadline)
+	case storeFailed(err):
+		h.retryLater("away/"+id+"/"+team.String(), "mark player away", id, err, b, func(ctx context.Context, b backoff) {
+			if !h.presentHere(id, team) {
+				h.markAway(ctx, id, team, player, b)
+			}
+		})
+	case !errors.Is(err, game.ErrOver) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, errMarked):
+		h.log.Warn("mark player away", "game", id, "err", err)
+	}
+}
+
+// markBackSoon marks team's player back in game id, in the background, if a
+// socket of this replica plays team there (see markBack). Its attempts are
+// not held back by those of an earlier call, which may be waiting long: a
+// playerAway that calls it starts a new grace period.
+func (h *Hub) markBackSoon(id string, team game.Mark) {
+	h.bg.after("", 0, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		defer cancel()
+		h.markBack(ctx, id, team, backoff{})
+	})
+}
+
+// markBack marks team's player back in game id and tells the game, while a
+// socket of this replica plays team there. b is the backoff of the attempts
+// so far.
+func (h *Hub) markBack(ctx context.Context, id string, team game.Mark, b backoff) {
+	if !h.presentHere(id, team) {
+		return
+	}
+	g, err := h.store.Update(ctx, id, func(g *store.Game) error { return g.SetBack(playerOfTeam(g, team)) })
+	switch {
+	case err == nil && g.Status == game.InProgress: // a waiting game has nobody to tell
+		h.publish(ctx, &g, framePlayerBack(id, team))
+	case storeFailed(err):
+		h.retryLater("", "mark player back", id, err, b, func(ctx context.Context, b backoff) {
+			h.markBack(ctx, id, team, b)
+		})
+	}
+}
+
+// renewAway starts team's grace period in game id over if the player is
+// still away with deadline. forfeit does it in place of a forfeit that the
+// store failed: by the time the store takes writes again, the player may
+// have come back to another replica whose write saying so the store failed
+// too. That replica hears the new playerAway and marks the player back
+// (onAway); otherwise the forfeit follows the new deadline. b is the backoff
+// of the attempts so far.
+func (h *Hub) renewAway(ctx context.Context, id string, team game.Mark, deadline int64, b backoff) {
+	next := h.opt.Now().Add(h.opt.Grace).UnixMilli()
+	g, err := h.store.Update(ctx, id, func(g *store.Game) error {
+		if g.Away[team-1] != deadline {
+			return store.ErrNotAway
+		}
+		return g.SetAway(playerOfTeam(g, team), next)
+	})
+	switch {
+	case err == nil:
+		h.log.Info("player away, grace renewed after a store failure", "game", id, "team", team.String(), "deadline", time.UnixMilli(next))
+		h.publish(ctx, &g, framePlayerAway(id, team, next, h.opt.Now().UnixMilli()))
+		h.armForfeit(id, team, next)
+	case storeFailed(err):
+		h.retryLater(forfeitKey(id, team, deadline), "renew grace", id, err, b, func(ctx context.Context, b backoff) {
+			h.renewAway(ctx, id, team, deadline, b)
+		})
+	}
+}
+
+// presentHere reports whether a live socket of this replica plays team in
+// game id.
+func (h *Hub) presentHere(id string, team game.Mark) bool {
+	h.mu.Lock()
+	r := h.rooms[id]
+	h.mu.Unlock()
+	return r != nil && r.present(team)
+}
