@@ -563,7 +563,9 @@ func newPlayerID() string {
 // Resync sends every local socket of the games on channels the game's whole
 // state, read from the store. The Redis bus calls it after it reconnected and
 // resubscribed: messages published while it was away are lost, and this is
-// how no client stays behind.
+// how no client stays behind. A playerAway lost so is made up for too: a
+// player marked away but here is marked back, and the forfeit of one who is
+// not here is armed.
 func (h *Hub) Resync(channels []string) {
 	h.bg.after("resync/"+strings.Join(channels, ","), 0, func(ctx context.Context) {
 		for _, ch := range channels {
@@ -587,6 +589,15 @@ func (h *Hub) Resync(channels []string) {
 			r.mu.Unlock()
 			for _, c := range members {
 				c.deliver(frameState(&g, game.Mark(c.seat.Load())))
+			}
+			for _, team := range []game.Mark{game.X, game.O} {
+				switch deadline := g.Away[team-1]; {
+				case deadline == 0 || g.Status != game.InProgress && g.Status != game.Waiting:
+				case r.present(team):
+					h.markBackSoon(id, team)
+				default:
+					h.armForfeit(id, team, deadline)
+				}
 			}
 		}
 	})

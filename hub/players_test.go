@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/internal/testenv"
 	"github.com/tictac/tictac/internal/wstest"
 	"github.com/tictac/tictac/store"
 )
@@ -194,6 +196,61 @@ func TestForfeitWaitsOutAnOutage(t *testing.T) {
 	near.down.Store(false)
 	o.Await("playerBack", 10*time.Second)
 	back.Await("playerBack", 10*time.Second)
+	back.GameID, back.Team = x.GameID, "x"
+	o.Move(back, 0, 0)
+	back.Move(o, 2, 2)
+}
+
+// TestResyncMarksBack: two replicas bridged by Redis. While Redis is down,
+// a player leaves the first replica, whose away mark the store refuses for
+// a moment, and comes back on the second; the mark lands after the return,
+// and its playerAway never reaches the second replica. Once Redis is back,
+// the second replica's resync finds its player marked away and marks it
+// back, before the forfeit that the first replica armed falls due.
+func TestResyncMarksBack(t *testing.T) {
+	t.Parallel()
+	url, redis := testenv.Redis(t)
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "t.db"), store.BoltOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() }) // after the hubs' cleanups, registered below
+	const grace = 10 * time.Second
+	replica := func(s hub.Store) string {
+		var h atomic.Pointer[hub.Hub]
+		bus := newRedisBus(t, url, hub.RedisBusOptions{OnResubscribe: func(chs []string) {
+			if h := h.Load(); h != nil {
+				h.Resync(chs)
+			}
+		}})
+		logger := slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		h.Store(hub.New(s, bus, hub.Options{Grace: grace, Logger: logger}))
+		return serve(t, h.Load())
+	}
+	near := &outage{Bolt: st} // the first replica's view of the store
+	first, second := replica(near), replica(st)
+	x, tx := wstest.Hello(t, first, "")
+	o, _ := wstest.Hello(t, second, "")
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+
+	redis.Stop()
+	near.down.Store(true)
+	x.WS.Close(websocket.StatusGoingAway, "reload")
+	time.Sleep(200 * time.Millisecond) // the first replica's away mark is refused
+	back, _ := wstest.Hello(t, second, tx)
+	back.Expect("joinGame")
+	if st := expectState(t, back); st.OpponentAway != nil {
+		t.Fatalf("state on return %+v: nobody is away yet", st)
+	}
+	near.down.Store(false)
+	waitFor(t, "the away mark to land", func() bool {
+		g, err := st.Game(t.Context(), x.GameID)
+		return err == nil && g.Away[0] != 0
+	})
+	restartRedis(t, redis, strings.TrimPrefix(url, "redis://"))
+	o.Await("playerBack", grace)
+	back.Await("playerBack", 5*time.Second)
 	back.GameID, back.Team = x.GameID, "x"
 	o.Move(back, 0, 0)
 	back.Move(o, 2, 2)
