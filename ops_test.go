@@ -97,9 +97,9 @@ func TestReadyzFollowsTheStore(t *testing.T) {
 
 // TestAwayAndForfeitOutliveAStoreOutage: a player who leaves while the
 // database is cut off is marked away once it is back, and a forfeit due
-// during an outage lands after it. Before, both writes were given up on
-// their first failure, and the game stayed in progress for ever, its
-// opponent waiting for a move.
+// during an outage lands after it, a new grace period later. Before, both
+// writes were given up on their first failure, and the game stayed in
+// progress for ever, its opponent waiting for a move.
 func TestAwayAndForfeitOutliveAStoreOutage(t *testing.T) {
 	t.Parallel()
 	db := testenv.StartProxy(t, testenv.RethinkDB(t))
@@ -128,7 +128,7 @@ func TestAwayAndForfeitOutliveAStoreOutage(t *testing.T) {
 	var away struct{ Deadline int64 }
 	o.Expect("playerAway").Decode(t, &away)
 	db.Cut()
-	o.Quiet(time.Until(time.UnixMilli(away.Deadline)) + time.Second) // the forfeit is refused by the outage
+	o.Quiet(time.Until(time.UnixMilli(away.Deadline)) + time.Second) // the outage fails the forfeit
 	db.Restore()
 	o.Await("playerAway", 40*time.Second) // a new grace period
 	expectAbandoned(t, o)

@@ -13,39 +13,45 @@ import (
 // deadline; every replica in the game hears of it and forfeits the player at
 // the deadline unless the player is back (marked so in the store) by then.
 // These writes are the server's own, with no client to try again, so a
-// write the store fails (down, or too slow) is tried again here, in the
+// write that the store fails (down, or too slow) is tried again here, in the
 // background: a mark lost would leave the opponent waiting for a move with
 // no countdown and the game in progress for ever, and a player back whose
-// return is not stored would lose at the deadline. Attempts pending when the
-// replica stops are lost with it.
+// return is not stored would lose at the deadline. A write that failed may
+// have landed all the same (its answer lost): a later attempt that finds it
+// done tells the game what the lost answer would have. Attempts pending when
+// the replica stops are lost with it.
 
 // The wait between a background write that the store failed and its next
-// attempt doubles from retryMin up to retryMax; the write is given up on
-// retryFor after its first failure.
+// attempt doubles from retryMin up to retryMax (retryBackMax for a player's
+// return, which must land before the deadline, at most a grace period
+// away); the write is given up on retryFor after its first failure.
 const (
-	retryMin = 500 * time.Millisecond
-	retryMax = 30 * time.Second
-	retryFor = 10 * time.Minute
+	retryMin     = 500 * time.Millisecond
+	retryMax     = 30 * time.Second
+	retryBackMax = time.Second
+	retryFor     = 10 * time.Minute
 )
 
 // backoff paces the attempts of one background write: the wait before the
-// next, and when the first failed. The zero backoff is a first attempt, at
-// once.
+// next, and when the first failed. The zero backoff is a first attempt.
 type backoff struct {
-	wait  time.Duration
-	first time.Time
+	wait, max time.Duration
+	first     time.Time
 }
 
 // next returns the backoff after a failed attempt at now, or false once the
 // write is to be given up on.
 func (b backoff) next(now time.Time) (backoff, bool) {
+	if b.max == 0 {
+		b.max = retryMax
+	}
 	switch {
 	case b.first.IsZero():
-		return backoff{wait: retryMin, first: now}, true
+		return backoff{wait: min(retryMin, b.max), max: b.max, first: now}, true
 	case now.Sub(b.first) >= retryFor:
 		return b, false
 	}
-	return backoff{wait: min(2*b.wait, retryMax), first: b.first}, true
+	return backoff{wait: min(2*b.wait, b.max), max: b.max, first: b.first}, true
 }
 
 // refusals are the errors by which a game or the store refuse a change:
@@ -56,8 +62,9 @@ var refusals = []error{
 	context.Canceled, errMarked,
 }
 
-// errMarked refuses a retried away mark: the player was marked away
-// meanwhile (came and went again), and that mark stands.
+// errMarked refuses a later attempt at an away mark: the player is marked
+// away already, by an earlier attempt whose answer was lost or by another
+// leave since.
 var errMarked = errors.New("already marked away")
 
 // storeFailed reports whether err is the store failing rather than a game or
@@ -76,55 +83,66 @@ func storeFailed(err error) bool {
 }
 
 // retryLater runs attempt in the background after the backoff that follows
-// b, or logs that the write is given up on.
+// b, unless a task with key is pending (which goes on instead), or logs that
+// the write is given up on.
 func (h *Hub) retryLater(key, what, id string, err error, b backoff, attempt func(ctx context.Context, b backoff)) {
+	first := b.first.IsZero()
 	b, ok := b.next(h.opt.Now())
 	if !ok {
 		h.log.Error(what+": the store failed it for too long; given up", "game", id, "since", b.first, "err", err)
 		return
 	}
-	h.log.Warn(what+": the store failed it; trying again", "game", id, "in", b.wait, "err", err)
-	h.bg.after(key, b.wait, func(ctx context.Context) {
+	armed := h.bg.after(key, b.wait, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
 		defer cancel()
 		attempt(ctx, b)
 	})
+	switch {
+	case armed && first:
+		h.log.Warn(what+": the store failed it; trying again", "game", id, "in", b.wait, "err", err)
+	case armed:
+		h.log.Debug(what+": the store failed it; trying again", "game", id, "in", b.wait, "err", err)
+	}
 }
 
-// markAway marks player, of team, away from game id in progress until the
-// grace period from now, tells everyone in the game (their replicas arm the
-// forfeit, see onAway) and arms it here too, for a game that nobody else
-// hears of (against the computer, or left by both). b is the backoff of the
-// attempts so far: a retried mark is dropped if the player is back here, or
-// was marked away again meanwhile.
+// markAway marks player, of team, away from game id until the grace period
+// from now, tells everyone in the game (their replicas arm the forfeit, see
+// onAway) and arms it here too, for a game that nobody else hears of
+// (against the computer, or left by both). b is the backoff of the attempts
+// so far: a later attempt is dropped if the player is back here, and one
+// that finds the player marked away already tells the game of that mark.
 func (h *Hub) markAway(ctx context.Context, id string, team game.Mark, player string, b backoff) {
 	deadline := h.opt.Now().Add(h.opt.Grace).UnixMilli()
 	g, err := h.store.Update(ctx, id, func(g *store.Game) error {
 		if !b.first.IsZero() && g.Away[team-1] != 0 {
+			deadline = g.Away[team-1]
 			return errMarked
 		}
 		return g.SetAway(player, deadline)
 	})
 	switch {
-	case err == nil:
+	case err == nil || errors.Is(err, errMarked):
 		h.log.Info("player away", "game", id, "team", team.String(), "deadline", time.UnixMilli(deadline))
 		h.publish(ctx, &g, framePlayerAway(id, team, deadline, h.opt.Now().UnixMilli()))
 		h.armForfeit(id, team, deadline)
 	case storeFailed(err):
-		h.retryLater("away/"+id+"/"+team.String(), "mark player away", id, err, b, func(ctx context.Context, b backoff) {
-			if !h.presentHere(id, team) {
-				h.markAway(ctx, id, team, player, b)
-			}
-		})
-	case !errors.Is(err, game.ErrOver) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, errMarked):
+		h.markAwayLater(id, team, player, err, b)
+	case !errors.Is(err, game.ErrOver) && !errors.Is(err, store.ErrNotFound):
 		h.log.Warn("mark player away", "game", id, "err", err)
 	}
 }
 
+// markAwayLater tries markAway again after the write that err failed.
+func (h *Hub) markAwayLater(id string, team game.Mark, player string, err error, b backoff) {
+	h.retryLater("away/"+id+"/"+team.String(), "mark player away", id, err, b, func(ctx context.Context, b backoff) {
+		if !h.presentHere(id, team) {
+			h.markAway(ctx, id, team, player, b)
+		}
+	})
+}
+
 // markBackSoon marks team's player back in game id, in the background, if a
-// socket of this replica plays team there (see markBack). Its attempts are
-// not held back by those of an earlier call, which may be waiting long: a
-// playerAway that calls it starts a new grace period.
+// socket of this replica plays team there (see markBack).
 func (h *Hub) markBackSoon(id string, team game.Mark) {
 	h.bg.after("", 0, func(ctx context.Context) {
 		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
@@ -135,7 +153,7 @@ func (h *Hub) markBackSoon(id string, team game.Mark) {
 
 // markBack marks team's player back in game id and tells the game, while a
 // socket of this replica plays team there. b is the backoff of the attempts
-// so far.
+// so far; one chain of attempts runs per player and game here at a time.
 func (h *Hub) markBack(ctx context.Context, id string, team game.Mark, b backoff) {
 	if !h.presentHere(id, team) {
 		return
@@ -145,7 +163,8 @@ func (h *Hub) markBack(ctx context.Context, id string, team game.Mark, b backoff
 	case err == nil && g.Status == game.InProgress: // a waiting game has nobody to tell
 		h.publish(ctx, &g, framePlayerBack(id, team))
 	case storeFailed(err):
-		h.retryLater("", "mark player back", id, err, b, func(ctx context.Context, b backoff) {
+		b.max = retryBackMax
+		h.retryLater("back/"+id+"/"+team.String(), "mark player back", id, err, b, func(ctx context.Context, b backoff) {
 			h.markBack(ctx, id, team, b)
 		})
 	}
@@ -156,23 +175,36 @@ func (h *Hub) markBack(ctx context.Context, id string, team game.Mark, b backoff
 // store failed: by the time the store takes writes again, the player may
 // have come back to another replica whose write saying so the store failed
 // too. That replica hears the new playerAway and marks the player back
-// (onAway); otherwise the forfeit follows the new deadline. b is the backoff
-// of the attempts so far.
+// (onAway); otherwise the forfeit follows the new deadline. A friend's game
+// still waiting for the friend gets no new grace: its invite expires. b is
+// the backoff of the attempts so far.
 func (h *Hub) renewAway(ctx context.Context, id string, team game.Mark, deadline int64, b backoff) {
+	if h.presentHere(id, team) {
+		h.markBack(ctx, id, team, backoff{})
+		return
+	}
 	next := h.opt.Now().Add(h.opt.Grace).UnixMilli()
+	var stored int64
 	g, err := h.store.Update(ctx, id, func(g *store.Game) error {
-		if g.Away[team-1] != deadline {
+		switch stored = g.Away[team-1]; {
+		case stored != deadline:
 			return store.ErrNotAway
+		case g.Status == game.Waiting:
+			return game.ErrNotStarted
 		}
 		return g.SetAway(playerOfTeam(g, team), next)
 	})
 	switch {
 	case err == nil:
-		h.log.Info("player away, grace renewed after a store failure", "game", id, "team", team.String(), "deadline", time.UnixMilli(next))
+		h.log.Info("player away, grace renewed after the store failed a forfeit", "game", id, "team", team.String(), "deadline", time.UnixMilli(next))
 		h.publish(ctx, &g, framePlayerAway(id, team, next, h.opt.Now().UnixMilli()))
 		h.armForfeit(id, team, next)
+	case errors.Is(err, game.ErrNotStarted):
+		h.expireInvite(ctx, id, playerOfTeam(&g, team), deadline)
+	case errors.Is(err, store.ErrNotAway) && stored != 0:
+		h.armForfeit(id, team, stored) // renewed elsewhere, or by an attempt whose answer was lost
 	case storeFailed(err):
-		h.retryLater(forfeitKey(id, team, deadline), "renew grace", id, err, b, func(ctx context.Context, b backoff) {
+		h.retryLater(forfeitKey(id, team, deadline), "renew grace after a failed forfeit", id, err, b, func(ctx context.Context, b backoff) {
 			h.renewAway(ctx, id, team, deadline, b)
 		})
 	}

@@ -13,9 +13,10 @@ import (
 	"github.com/tictac/tictac/store"
 )
 
-// background runs the hub's timed work: the computer's moves and the
-// forfeits of players who do not come back. Each task is a timer owned by the
-// hub; Close stops them all.
+// background runs the hub's timed work: the computer's moves, the forfeits
+// of players who do not come back, and the writes of those that the store
+// failed, tried again (see away.go). Each task is a timer owned by the hub;
+// Close stops them all.
 type background struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -24,7 +25,7 @@ type background struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
 	timers map[*time.Timer]struct{}
-	armed  map[string]bool // forfeit and bot tasks already armed here, by key
+	armed  map[string]bool // tasks armed here, by key (those that have one)
 }
 
 func newBackground(seed uint64) *background {
@@ -34,12 +35,13 @@ func newBackground(seed uint64) *background {
 }
 
 // after runs fn in d unless the hub closes first or a task with the same key
-// is already armed. Tasks with an empty key are never refused as such.
-func (b *background) after(key string, d time.Duration, fn func(ctx context.Context)) {
+// is already armed, and reports whether it armed fn. Tasks with an empty key
+// are never refused as such.
+func (b *background) after(key string, d time.Duration, fn func(ctx context.Context)) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ctx.Err() != nil || key != "" && b.armed[key] {
-		return
+		return false
 	}
 	if key != "" {
 		b.armed[key] = true
@@ -57,6 +59,7 @@ func (b *background) after(key string, d time.Duration, fn func(ctx context.Cont
 		}
 	})
 	b.timers[t] = struct{}{}
+	return true
 }
 
 // random runs fn with the shared source of randomness.
@@ -114,9 +117,10 @@ func (h *Hub) scheduleBot(g store.Game) {
 // the store fails it, it is tried again with backoff b (see retryLater):
 // else the player would wait for the computer until the page reconnects.
 func (h *Hub) botMove(ctx context.Context, id string, lvl game.Level, b backoff) {
+	retry := func(ctx context.Context, b backoff) { h.botMove(ctx, id, lvl, b) }
 	g, err := h.store.Game(ctx, id)
 	if storeFailed(err) {
-		h.retryLater("", "bot: load game", id, err, b, func(ctx context.Context, b backoff) { h.botMove(ctx, id, lvl, b) })
+		h.retryLater("bot/"+id, "bot: load game", id, err, b, retry)
 		return
 	}
 	if err != nil {
@@ -125,6 +129,12 @@ func (h *Hub) botMove(ctx context.Context, id string, lvl game.Level, b backoff)
 	}
 	team := botTeam(&g)
 	if g.Turn() != team || team == game.Empty {
+		if n := len(g.History); !b.first.IsZero() && team != game.Empty && n > 0 && g.History[n-1].Team == team {
+			// The failed attempt landed, its answer lost: tell the game.
+			if err := h.published(ctx, g); err != nil {
+				h.log.Warn("bot: publish", "game", id, "err", err)
+			}
+		}
 		return
 	}
 	var x, y int
@@ -139,7 +149,7 @@ func (h *Hub) botMove(ctx context.Context, id string, lvl game.Level, b backoff)
 		return
 	}
 	if storeFailed(err) {
-		h.retryLater("", "bot: move", id, err, b, func(ctx context.Context, b backoff) { h.botMove(ctx, id, lvl, b) })
+		h.retryLater("bot/"+id, "bot: move", id, err, b, retry)
 		return
 	}
 	if err != nil {
@@ -220,7 +230,7 @@ func (h *Hub) forfeit(ctx context.Context, id string, team game.Mark, deadline i
 		return
 	case storeFailed(err):
 		// Not tried again: the grace period starts over once the store is back.
-		h.retryLater(forfeitKey(id, team, deadline), "forfeit", id, err, backoff{}, func(ctx context.Context, b backoff) {
+		h.retryLater(forfeitKey(id, team, deadline), "renew grace after a failed forfeit", id, err, backoff{}, func(ctx context.Context, b backoff) {
 			h.renewAway(ctx, id, team, deadline, b)
 		})
 		return

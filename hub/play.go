@@ -169,10 +169,15 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 			}
 		case storeFailed(err):
 			id := g.ID
-			c.hub.retryLater("", "mark player back", id, err, backoff{}, func(ctx context.Context, b backoff) {
+			c.hub.retryLater("back/"+id+"/"+team.String(), "mark player back", id, err, backoff{max: retryBackMax}, func(ctx context.Context, b backoff) {
 				c.hub.markBack(ctx, id, team, b)
 			})
 		}
+	}
+	// The opponent away: its forfeit is armed here too, in case no replica
+	// that heard of it is left to.
+	if other := team.Other(); g.Away[other-1] != 0 && g.Status == game.InProgress {
+		c.hub.armForfeit(g.ID, other, g.Away[other-1])
 	}
 	c.enqueue(frameJoinGame(&g, team))
 	c.enqueue(frameState(&g, team))
@@ -613,6 +618,11 @@ func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, game.ErrOver), errors.Is(err, game.ErrNotStarted):
 		return false // gone or over: the caller's cancel has nothing to do
+	case storeFailed(err):
+		// The invite stays out: its mark, and with it its expiry, is
+		// tried again (see markAway).
+		c.hub.markAwayLater(id, team, c.player, err, backoff{})
+		return true
 	case err != nil:
 		c.hub.log.Warn("mark player away", "game", id, "err", err)
 		return false
