@@ -203,6 +203,10 @@ func (h *Hub) renewAway(ctx context.Context, id string, team game.Mark, deadline
 		h.expireInvite(ctx, id, playerOfTeam(&g, team), deadline)
 	case errors.Is(err, store.ErrNotAway) && stored != 0:
 		h.armForfeit(id, team, stored) // renewed elsewhere, or by an attempt whose answer was lost
+	case errors.Is(err, store.ErrNotAway) && g.Status == game.Abandoned && g.Reason == "forfeit" && g.Winner == team.Other():
+		// The forfeit landed, its answer lost, or another replica's did:
+		// the game hears of its end (again, at worst).
+		h.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 	case storeFailed(err):
 		h.retryLater(forfeitKey(id, team, deadline), "renew grace after a failed forfeit", id, err, b, func(ctx context.Context, b backoff) {
 			h.renewAway(ctx, id, team, deadline, b)
