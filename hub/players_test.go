@@ -78,6 +78,9 @@ type outage struct {
 	*store.Bolt
 	down, onlyBack atomic.Bool
 	failed         atomic.Int64
+	// lose makes Update apply the change and fail all the same, as a write
+	// whose answer was lost.
+	lose atomic.Bool
 }
 
 func (s *outage) Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error) {
@@ -93,6 +96,13 @@ func (s *outage) Update(ctx context.Context, id string, fn func(*store.Game) err
 			s.failed.Add(1)
 			return store.Game{}, errors.New("update: the store is down (test)")
 		}
+	}
+	if s.lose.Load() {
+		if _, err := s.Bolt.Update(ctx, id, fn); err != nil {
+			return store.Game{}, err
+		}
+		s.failed.Add(1)
+		return store.Game{}, errors.New("update: the answer was lost (test)")
 	}
 	return s.Bolt.Update(ctx, id, fn)
 }
@@ -205,6 +215,31 @@ func TestForfeitWaitsOutAnOutage(t *testing.T) {
 	back.GameID, back.Team = x.GameID, "x"
 	o.Move(back, 0, 0)
 	back.Move(o, 2, 2)
+}
+
+// TestForfeitWhoseAnswerWasLost: a forfeit that landed but whose answer was
+// lost still ends the game for its players: the attempt that follows finds
+// it done and tells them.
+func TestForfeitWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	var st *outage
+	s := newServerOn(t, hub.Options{Grace: time.Second}, func(b *store.Bolt) hub.Store {
+		st = &outage{Bolt: b}
+		return st
+	})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	x.WS.Close(websocket.StatusGoingAway, "")
+	o.Expect("playerAway")
+	st.lose.Store(true)
+	waitFor(t, "the forfeit", func() bool { return st.failed.Load() > 0 })
+	st.lose.Store(false)
+	if g, err := st.Game(t.Context(), o.GameID); err != nil || g.Status != game.Abandoned {
+		t.Fatalf("stored game %v, %v: want the forfeit applied", g.Status, err)
+	}
+	o.ExpectStatus("abandoned")
+	o.Expect("updateWinner")
 }
 
 // TestResyncMarksBack: two replicas bridged by Redis. While Redis is down,
