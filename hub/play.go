@@ -118,7 +118,7 @@ func (c *conn) hello(token string) error {
 	case g.Status == game.Waiting && g.Mode != store.ModeFriend:
 		// A quick game waits for whoever is there; this player's socket
 		// is gone. Free the queue: the page offers a new game.
-		c.cancelWaiting(ctx, g.ID)
+		c.hub.cancelWaiting(ctx, g.ID, c.player, backoff{})
 		return nil
 	}
 	if d, ok := lapsed(&g, c.player, c.hub.opt.Now()); ok {
@@ -581,7 +581,7 @@ func (c *conn) leave() {
 	switch r.status() {
 	case game.Waiting:
 		if !c.awaitReturn(ctx, r) {
-			c.cancelWaiting(ctx, r.id)
+			c.hub.cancelWaiting(ctx, r.id, c.player, backoff{})
 		}
 	case game.Finished, game.FinishedDraw, game.Abandoned:
 		c.announceLeft(ctx, r, c.team)
@@ -683,20 +683,26 @@ func (h *Hub) expireInvite(ctx context.Context, id, player string, deadline int6
 	return true
 }
 
-// cancelWaiting takes the player's waiting game off the queue. If it started
+// cancelWaiting takes player's waiting game off the queue. If it started
 // in the meantime (paired on another replica a moment ago), the store
-// resigns it instead, and the opponent is told.
-func (c *conn) cancelWaiting(ctx context.Context, id string) {
+// resigns it instead, and the opponent is told. If the store fails it, it is
+// tried again (see retryLater): else the next player to join would be paired
+// with nobody.
+func (h *Hub) cancelWaiting(ctx context.Context, id, player string, b backoff) {
 	start := time.Now()
-	g, err := c.hub.store.Leave(ctx, id, c.player)
-	c.hub.observeStore("leave", start, err)
+	g, err := h.store.Leave(ctx, id, player)
+	h.observeStore("leave", start, err)
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, game.ErrOver):
+	case storeFailed(err):
+		h.retryLater("leave/"+id, "cancel waiting game", id, err, b, func(ctx context.Context, b backoff) {
+			h.cancelWaiting(ctx, id, player, b)
+		})
 	case err != nil:
-		c.hub.log.Warn("cancel waiting game", "game", id, "err", err)
+		h.log.Warn("cancel waiting game", "game", id, "err", err)
 	case g.Status == game.Abandoned:
-		c.hub.ended(&g)
-		c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
+		h.ended(&g)
+		h.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 	}
 }
 

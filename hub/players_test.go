@@ -115,6 +115,44 @@ func (s *outage) Move(ctx context.Context, id, player string, x, y int, moveID s
 	return s.Bolt.Move(ctx, id, player, x, y, moveID)
 }
 
+func (s *outage) Leave(ctx context.Context, id, player string) (store.Game, error) {
+	if s.down.Load() && !s.onlyBack.Load() {
+		s.failed.Add(1)
+		return store.Game{}, errors.New("leave: the store is down (test)")
+	}
+	return s.Bolt.Leave(ctx, id, player)
+}
+
+// TestWaitingGameCancelledAfterAnOutage: a quick game whose player left
+// while the store failed is taken off the queue once it is back, so that the
+// next player waits for an opponent of its own instead of being paired with
+// nobody.
+func TestWaitingGameCancelledAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	var st *outage
+	s := newServerOn(t, hub.Options{}, func(b *store.Bolt) hub.Store {
+		st = &outage{Bolt: b}
+		return st
+	})
+	x := wstest.Dial(t, s.url)
+	x.Join()
+	x.ExpectStatus("waiting")
+	st.down.Store(true)
+	x.WS.Close(websocket.StatusGoingAway, "")
+	waitFor(t, "the cancel to fail", func() bool { return st.failed.Load() > 0 })
+	st.down.Store(false)
+	waitFor(t, "the waiting game to go", func() bool {
+		_, err := st.Game(t.Context(), x.GameID)
+		return errors.Is(err, store.ErrNotFound)
+	})
+	y := wstest.Dial(t, s.url)
+	y.Join()
+	if y.GameID == x.GameID {
+		t.Fatalf("paired with the game %s whose player left", x.GameID)
+	}
+	y.ExpectStatus("waiting")
+}
+
 // TestBotMovesAfterAnOutage: the computer's move that the store failed is
 // played once the store is back.
 func TestBotMovesAfterAnOutage(t *testing.T) {
