@@ -115,13 +115,15 @@ func (h *Hub) markAway(ctx context.Context, id string, team game.Mark, player st
 	deadline := h.opt.Now().Add(h.opt.Grace).UnixMilli()
 	g, err := h.store.Update(ctx, id, func(g *store.Game) error {
 		if !b.first.IsZero() && g.Away[team-1] != 0 {
-			deadline = g.Away[team-1]
 			return errMarked
 		}
 		return g.SetAway(player, deadline)
 	})
+	if errors.Is(err, errMarked) {
+		deadline, err = g.Away[team-1], nil // g is the game as stored
+	}
 	switch {
-	case err == nil || errors.Is(err, errMarked):
+	case err == nil:
 		h.log.Info("player away", "game", id, "team", team.String(), "deadline", time.UnixMilli(deadline))
 		h.publish(ctx, &g, framePlayerAway(id, team, deadline, h.opt.Now().UnixMilli()))
 		h.armForfeit(id, team, deadline)
