@@ -59,10 +59,16 @@ func newServerOn(tb testing.TB, opt hub.Options, wrap func(*store.Bolt) hub.Stor
 // URL.
 func newReplicaOf(tb testing.TB, s *server, opt hub.Options) string {
 	tb.Helper()
+	return newReplicaOn(tb, s, s.hs, opt)
+}
+
+// newReplicaOn is newReplicaOf with its own view of s's store, hs.
+func newReplicaOn(tb testing.TB, s *server, hs hub.Store, opt hub.Options) string {
+	tb.Helper()
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	return serve(tb, hub.New(s.hs, s.bus, opt))
+	return serve(tb, hub.New(hs, s.bus, opt))
 }
 
 // serve runs h and serves it over HTTP until the test ends, then closes

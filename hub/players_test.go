@@ -83,6 +83,17 @@ type outage struct {
 	lose atomic.Bool
 }
 
+// newOutageServer is newServer on an outage of its store.
+func newOutageServer(tb testing.TB, opt hub.Options) (*server, *outage) {
+	tb.Helper()
+	var st *outage
+	s := newServerOn(tb, opt, func(b *store.Bolt) hub.Store {
+		st = &outage{Bolt: b}
+		return st
+	})
+	return s, st
+}
+
 func (s *outage) Update(ctx context.Context, id string, fn func(*store.Game) error) (store.Game, error) {
 	if s.down.Load() {
 		fail := !s.onlyBack.Load()
@@ -129,11 +140,7 @@ func (s *outage) Leave(ctx context.Context, id, player string) (store.Game, erro
 // nobody.
 func TestWaitingGameCancelledAfterAnOutage(t *testing.T) {
 	t.Parallel()
-	var st *outage
-	s := newServerOn(t, hub.Options{}, func(b *store.Bolt) hub.Store {
-		st = &outage{Bolt: b}
-		return st
-	})
+	s, st := newOutageServer(t, hub.Options{})
 	x := wstest.Dial(t, s.url)
 	x.Join()
 	x.ExpectStatus("waiting")
@@ -157,11 +164,7 @@ func TestWaitingGameCancelledAfterAnOutage(t *testing.T) {
 // played once the store is back.
 func TestBotMovesAfterAnOutage(t *testing.T) {
 	t.Parallel()
-	var st *outage
-	s := newServerOn(t, hub.Options{BotDelay: func(game.Level) time.Duration { return 200 * time.Millisecond }}, func(b *store.Bolt) hub.Store {
-		st = &outage{Bolt: b}
-		return st
-	})
+	s, st := newOutageServer(t, hub.Options{BotDelay: func(game.Level) time.Duration { return 200 * time.Millisecond }})
 	x := wstest.Dial(t, s.url)
 	x.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "bot", "level": "easy"}})
 	var j struct{ GameID string }
@@ -184,12 +187,8 @@ func TestBotMovesAfterAnOutage(t *testing.T) {
 // write is tried again until it lands, and the game goes on.
 func TestBackDespiteAFailedWrite(t *testing.T) {
 	t.Parallel()
-	var st *outage
-	s := newServerOn(t, hub.Options{Grace: 2 * time.Second}, func(b *store.Bolt) hub.Store {
-		st = &outage{Bolt: b}
-		st.onlyBack.Store(true)
-		return st
-	})
+	s, st := newOutageServer(t, hub.Options{Grace: 2 * time.Second})
+	st.onlyBack.Store(true)
 	x, tx := wstest.Hello(t, s.url, "")
 	o, _ := wstest.Hello(t, s.url, "")
 	wstest.Pair(t, x, o)
@@ -222,14 +221,9 @@ func TestBackDespiteAFailedWrite(t *testing.T) {
 func TestForfeitWaitsOutAnOutage(t *testing.T) {
 	t.Parallel()
 	opt := hub.Options{Grace: 3 * time.Second}
-	var near *outage // the player's replica's view of the store
-	s := newServerOn(t, opt, func(b *store.Bolt) hub.Store {
-		near = &outage{Bolt: b}
-		return near
-	})
-	far := &outage{Bolt: s.store} // the opponent's replica's
-	opt.Logger = slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	other := serve(t, hub.New(far, s.bus, opt))
+	s, near := newOutageServer(t, opt) // the player's replica's view of the store
+	far := &outage{Bolt: s.store}      // the opponent's replica's
+	other := newReplicaOn(t, s, far, opt)
 
 	x, tx := wstest.Hello(t, s.url, "")
 	o, _ := wstest.Hello(t, other, "")
@@ -260,11 +254,7 @@ func TestForfeitWaitsOutAnOutage(t *testing.T) {
 // it done and tells them.
 func TestForfeitWhoseAnswerWasLost(t *testing.T) {
 	t.Parallel()
-	var st *outage
-	s := newServerOn(t, hub.Options{Grace: time.Second}, func(b *store.Bolt) hub.Store {
-		st = &outage{Bolt: b}
-		return st
-	})
+	s, st := newOutageServer(t, hub.Options{Grace: time.Second})
 	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 	wstest.Pair(t, x, o)
 	x.Move(o, 1, 1)
