@@ -1247,9 +1247,6 @@ func k8sProblems(files map[string][]byte, nginxConf string, img image, known map
 			ps.addf("%s: DRAIN_DELAY %s is shorter than the readiness period (%ds): the pod stops taking players before every load balancer has seen it leave", d.file, cfg.drainDelay, period)
 		}
 	}
-	if cfg.drainDelay >= cfg.shutdownTimeout {
-		ps.addf("%s: DRAIN_DELAY %s leaves no time of SHUTDOWN_TIMEOUT %s to close the sockets", d.file, cfg.drainDelay, cfg.shutdownTimeout)
-	}
 	if g := ds.Template.Spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= cfg.shutdownTimeout+cfg.drainDelay {
 		ps.addf("%s: terminationGracePeriodSeconds must exceed SHUTDOWN_TIMEOUT %s (and DRAIN_DELAY %s), or the kubelet kills pods mid-drain", d.file, cfg.shutdownTimeout, cfg.drainDelay)
 	}
@@ -1516,7 +1513,7 @@ func TestDeployChecksFail(t *testing.T) {
 		{"deployment.yaml", "root", "runAsNonRoot: true\n        runAsUser: 65532", "runAsNonRoot: false\n        runAsUser: 0", "runAsUser 0"},
 		{"deployment.yaml", "liveness on readiness", "path: /healthz", "path: /readyz", "livenessProbe checks readiness"},
 		{"deployment.yaml", "short drain", "value: 5s", "value: 1s", "DRAIN_DELAY"},
-		{"deployment.yaml", "long drain", "value: 5s", "value: 10s", "leaves no time"},
+		{"deployment.yaml", "long drain", "value: 5s", "value: 10s", "less than -shutdown-timeout"},
 		{"deployment.yaml", "replicas", "spec:\n  # No replicas", "spec:\n  replicas: 3\n  # No replicas", "spec.replicas"},
 		{"deployment.yaml", "scrape port", `prometheus.io/port: "9090"`, `prometheus.io/port: "8080"`, "Prometheus"},
 		{"deployment.yaml", "probe port", "port: http\n            periodSeconds: 10", "port: 8081\n            periodSeconds: 10", "does not listen"},

@@ -201,6 +201,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	if getenv("GOGC") != "" {
 		cfg.gcFloor = 0 // the operator's own GOGC stands
 	}
+	if cfg.grace <= 0 {
+		return config{}, fmt.Errorf("-grace must be positive, not %v", cfg.grace)
+	}
+	if cfg.shutdownTimeout <= 0 {
+		return config{}, fmt.Errorf("-shutdown-timeout must be positive, not %v", cfg.shutdownTimeout)
+	}
+	if cfg.drainDelay < 0 || cfg.drainDelay >= cfg.shutdownTimeout {
+		// The delay is spent out of the shutdown's time: closing the sockets
+		// and the store needs some left.
+		return config{}, fmt.Errorf("-drain-delay must be 0 or more and less than -shutdown-timeout (%v), not %v", cfg.shutdownTimeout, cfg.drainDelay)
+	}
 	if cfg.statsBudget < 1 {
 		return config{}, fmt.Errorf("-stats-budget must be at least 1, not %d", cfg.statsBudget)
 	}
@@ -250,7 +261,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, reg prometheus
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft", Registerer: reg})
+		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft", Registerer: reg, Grace: cfg.grace})
 	}
 	replica := cfg.replica
 	if replica == "" {

@@ -223,6 +223,18 @@ func TestFlags(t *testing.T) {
 		{env: map[string]string{"GC_FLOOR": "big"}, wantErr: "GC_FLOOR"},
 		{env: map[string]string{"STATS_INTERVAL": "often"}, wantErr: "STATS_INTERVAL"},
 		{env: map[string]string{"SHUTDOWN_TIMEOUT": "soon"}, wantErr: "SHUTDOWN_TIMEOUT"},
+		{args: []string{"-grace", "0s"}, wantErr: "-grace must be positive"},
+		{env: map[string]string{"GRACE": "-5s"}, wantErr: "-grace must be positive"},
+		{args: []string{"-shutdown-timeout", "0s"}, wantErr: "-shutdown-timeout must be positive"},
+		// The drain delay is spent out of the shutdown timeout.
+		{args: []string{"-drain-delay", "10s"}, wantErr: "less than -shutdown-timeout (10s)"},
+		{args: []string{"-drain-delay", "-1s"}, wantErr: "-drain-delay must be"},
+		{env: map[string]string{"DRAIN_DELAY": "5s", "SHUTDOWN_TIMEOUT": "10s"}, check: func(c config) error {
+			if c.drainDelay != 5*time.Second || c.shutdownTimeout != 10*time.Second {
+				return fmt.Errorf("drain %v, shutdown %v", c.drainDelay, c.shutdownTimeout)
+			}
+			return nil
+		}},
 		{args: []string{"-nope"}, wantErr: "flag provided but not defined"},
 		{args: []string{"extra"}, wantErr: "unknown argument"},
 	}
@@ -365,6 +377,56 @@ func TestRestartKeepsGamesAndStats(t *testing.T) {
 	want["gamesInProgress"]++
 	want["playersOnline"] = 3
 	awaitStats(t, b, want)
+}
+
+// TestRestartWaitsForPlayers stops the server gracefully while a game is in
+// progress and a friend's game waits, and starts it again on the same data:
+// the friend's link still works, and the players who never come back lose by
+// forfeit once their grace period is over (the timers of the process that
+// marked them away went with it).
+func TestRestartWaitsForPlayers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	grace := []string{"-grace", "3s", "-durability", "soft"}
+	a := start(t, dir, grace...)
+	x, o := wstest.Dial(t, a.ws), wstest.Dial(t, a.ws)
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	host := wstest.Dial(t, a.ws)
+	host.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "friend"}})
+	var invite struct{ GameID, Invite string }
+	host.Expect("joinGame").Decode(t, &invite)
+	a.stop() // closes the sockets: all three players are marked away
+
+	b := start(t, dir, grace...)
+	friend := wstest.Dial(t, b.ws)
+	friend.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": invite.Invite}})
+	var joined struct{ GameID, Team string }
+	friend.Expect("joinGame").Decode(t, &joined)
+	if joined.GameID != invite.GameID || joined.Team != "o" {
+		t.Fatalf("the friend joined %+v by the link, want game %s as o", joined, invite.GameID)
+	}
+	friend.Await("playerAway", 2*time.Second)
+	// Nobody else comes back: both games end by forfeit, the friend's won.
+	var w struct {
+		GameID, Winner, Reason string
+	}
+	friend.Await("updateWinner", 10*time.Second).Decode(t, &w)
+	if w.GameID != invite.GameID || w.Winner != "o" || w.Reason != "forfeit" {
+		t.Errorf("the friend's game ended %+v, want o winning by forfeit", w)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	got := map[string]int64{}
+	for {
+		friend.LatestStats(got)
+		if got["gamesInProgress"] == 0 && got["totalGames"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %v 10s after the grace periods: a game nobody returned to is still in progress", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestLoadNoAnomalies is the short load run of the test command: simulated

@@ -46,6 +46,8 @@ type Store interface {
 	Active(ctx context.Context, player string) (store.Game, error)
 	// Live lists games in progress.
 	Live(ctx context.Context, limit int) ([]store.Game, error)
+	// Playing calls fn with every game in progress until fn returns false.
+	Playing(ctx context.Context, fn func(store.Game) bool) error
 	// WatchStats streams the live statistics.
 	WatchStats(ctx context.Context) (*store.Subscription, error)
 	// SetOnline reports how many players this replica serves.
@@ -390,18 +392,20 @@ func (h *Hub) Close(ctx context.Context) error {
 	}
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
 	}
 	// Sockets first: closing them marks their players away, which arms
-	// forfeits; the replicas that stay up carry those out. A friend's
-	// waiting game may have no other replica to expire it: it is cancelled
-	// when its player next connects past the deadline, and its link refused
-	// meanwhile (see lapsed).
+	// forfeits; the replicas that stay up carry those out, and any replica
+	// that starts arms those it finds (see Rearm). A friend's waiting game
+	// is cancelled when its player next connects past the deadline, and its
+	// link refused meanwhile (see lapsed). Out of time, the tasks are
+	// stopped all the same: none outlives the hub.
 	h.bg.stop()
-	return nil
+	return err
 }
 
 // Run relays the live stats to every socket, and pings silent sockets, until
@@ -414,6 +418,11 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer sub.Close()
 	go h.pingLoop(ctx)
 	go h.listLoop(ctx)
+	h.bg.after("rearm", 0, func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		defer cancel()
+		h.rearm(ctx, backoff{})
+	})
 	err = h.stats.run(ctx, sub, h.opt.StatsInterval, h.opt.StatsBudget, h.fanout)
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -601,4 +610,34 @@ func (h *Hub) Resync(channels []string) {
 			}
 		}
 	})
+}
+
+// rearm arms the forfeit of every player marked away from a game in
+// progress. The replica that marked the player armed it, but that timer goes
+// with its process (a restart, a deploy, a crash): without this, a game whose
+// players both went away then would stay in progress for ever. A replica
+// that still holds its own timer loses nothing: a forfeit lands once, and
+// not at all for a player who came back. b is the backoff of the attempts
+// so far, when the store failed the listing.
+func (h *Hub) rearm(ctx context.Context, b backoff) {
+	n := 0
+	err := h.store.Playing(ctx, func(g store.Game) bool {
+		for _, team := range []game.Mark{game.X, game.O} {
+			if deadline := g.Away[team-1]; deadline != 0 {
+				h.armForfeit(g.ID, team, deadline)
+				n++
+			}
+		}
+		return ctx.Err() == nil
+	})
+	switch {
+	case err == nil:
+		if n > 0 {
+			h.log.Info("forfeits armed for players away", "players", n)
+		}
+	case storeFailed(err):
+		h.retryLater("rearm", "arm the forfeits of players away", "", err, b, h.rearm)
+	default:
+		h.log.Warn("arm the forfeits of players away", "err", err)
+	}
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -65,6 +66,10 @@ type BoltOptions struct {
 	// Registerer, when set, gets the store's metrics: the log's fdatasync
 	// latency, batch sizes and checkpoint times.
 	Registerer prometheus.Registerer
+	// Grace is how long the player of a friend's game, left waiting by a
+	// process that stopped without marking the player away (a crash), has
+	// to come back to it after the store opens; 0 cancels such games.
+	Grace time.Duration
 }
 
 // Bolt is the embedded store: every game and counter in one bbolt file, with
@@ -89,6 +94,7 @@ type Bolt struct {
 	wals    [2]*wal // the log's files; wals[cur] takes the appends
 	cur     int
 	now     func() time.Time
+	grace   time.Duration // see BoltOptions.Grace
 	metrics *boltMetrics
 	// ops queues writes for the committer. It holds a batch's worth so
 	// that a write submitted while the committer syncs does not block: a
@@ -196,8 +202,9 @@ var errNeedFile = errors.New("the store file is being committed")
 
 // OpenBolt opens or creates the store file at path and its log, and replays
 // into the file what the log holds beyond the file's last checkpoint. Waiting
-// games left by a previous process are removed: a waiting game belongs to a
-// connected socket. A log left beside a file that no longer exists is
+// games no player can come back to are removed, and the players of games
+// the previous process did not mark away are given time to come back (see
+// restartGames). A log left beside a file that no longer exists is
 // discarded. It fails if another process holds the file, or if the log does
 // not continue the file (records missing between them).
 func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
@@ -219,7 +226,7 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 			}
 		}
 	}
-	s := &Bolt{db: db, now: opt.Now, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
+	s := &Bolt{db: db, now: opt.Now, grace: opt.Grace, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 		cache: make(map[string]*cached), over: make(map[string]bool), staged: make(map[string]*cached), metrics: newBoltMetrics(opt.Registerer),
 		ckptDone: make(chan ckptResult, 1)}
 	closeAll := func() {
@@ -267,17 +274,8 @@ func (s *Bolt) recoverOpen() error {
 	if err := s.replay(); err != nil {
 		return err
 	}
-	games, waiting, invites := s.buckets[bGames], s.buckets[bWaiting], s.buckets[bInvites]
-	for _, b := range []*bolt.Bucket{waiting, invites} {
-		c := b.Cursor()
-		for k, id := c.First(); k != nil; k, id = c.First() {
-			if err := games.Delete(id); err != nil {
-				return err
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
+	if err := s.restartGames(); err != nil {
+		return err
 	}
 	stats := s.buckets[bStats]
 	for i := range s.persisted {
@@ -289,6 +287,102 @@ func (s *Bolt) recoverOpen() error {
 	// first, the name a single-file log had.
 	s.cur = 1
 	return s.checkpointNow()
+}
+
+// restartGames readies the games a previous process left for the players,
+// none of whom is connected yet. A waiting quick game belongs to the socket
+// that made it, gone with the process: it is deleted. A friend's game waits
+// for its player to come back to it and its link to be used: it stays until
+// the deadline it was given when its player's socket closed, and goes if that
+// has passed (its link is dead; see AcceptInvite). A player of a game in
+// progress has until the deadline it was given to come back before
+// forfeiting (the hub arms it; see hub.Hub.Run), or, if that passed while no
+// process ran, BoltOptions.Grace from now: nobody could come back meanwhile.
+// A crash gave no deadline: the player then gets BoltOptions.Grace from now
+// too.
+func (s *Bolt) restartGames() error {
+	games, waiting, invites := s.buckets[bGames], s.buckets[bWaiting], s.buckets[bInvites]
+	c := waiting.Cursor()
+	for k, id := c.First(); k != nil; k, id = c.First() {
+		if err := games.Delete(id); err != nil {
+			return err
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	// Collected first, and copied: a bucket changed under a cursor may skip
+	// keys, and a key read may point into a page that the change rewrites.
+	var drop, keep, kept [][]byte
+	now := s.now().UnixMilli()
+	err := invites.ForEach(func(code, id []byte) error {
+		g, q, err := loadQueued(games, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			drop = append(drop, bytes.Clone(code))
+			return nil
+		case err != nil:
+			return err
+		}
+		switch deadline := g.Away[0]; {
+		case deadline == 0 && s.grace > 0:
+			g.Away[0] = now + s.grace.Milliseconds()
+			g.Version++
+			v, err := encodeGame(&g, q)
+			if err != nil {
+				return err
+			}
+			keep, kept = append(keep, bytes.Clone(id)), append(kept, v)
+		case deadline == 0, now >= deadline:
+			drop = append(drop, bytes.Clone(code))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, code := range drop {
+		if err := games.Delete(bytes.Clone(invites.Get(code))); err != nil {
+			return err
+		}
+		if err := invites.Delete(code); err != nil {
+			return err
+		}
+	}
+	if s.grace > 0 {
+		err = s.buckets[bLive].ForEach(func(id, _ []byte) error {
+			g, q, err := loadQueued(games, id)
+			if err != nil {
+				return err
+			}
+			marked := false
+			for i, p := range []string{g.PlayerX, g.PlayerO} {
+				if p != BotPlayer && g.Away[i] <= now {
+					g.Away[i] = now + s.grace.Milliseconds()
+					marked = true
+				}
+			}
+			if !marked {
+				return nil
+			}
+			g.Version++
+			v, err := encodeGame(&g, q)
+			if err != nil {
+				return err
+			}
+			keep, kept = append(keep, bytes.Clone(id)), append(kept, v)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for i, id := range keep {
+		if err := games.Put(id, kept[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // begin opens the write transaction that lasts until the next checkpoint.
@@ -826,6 +920,32 @@ func (s *Bolt) Active(ctx context.Context, player string) (Game, error) {
 
 // Live returns up to limit games in progress.
 func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
+	out, err := s.live(ctx, limit)
+	if err != nil {
+		return nil, fmt.Errorf("live games: %w", err)
+	}
+	return out, nil
+}
+
+// Playing calls fn with every game in progress, in no particular order,
+// until fn returns false.
+func (s *Bolt) Playing(ctx context.Context, fn func(Game) bool) error {
+	// Listed first, then given to fn: fn may call the store, whose one
+	// committer would be waiting for it.
+	all, err := s.live(ctx, -1)
+	if err != nil {
+		return fmt.Errorf("games in progress: %w", err)
+	}
+	for _, g := range all {
+		if !fn(g) {
+			break
+		}
+	}
+	return nil
+}
+
+// live returns up to limit games in progress, or all when limit is negative.
+func (s *Bolt) live(ctx context.Context, limit int) ([]Game, error) {
 	var out []Game
 	err := s.write(ctx, func(b *batch, d *Stats) error {
 		out = out[:0]
@@ -834,7 +954,7 @@ func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
 			return err
 		}
 		c := live.Cursor()
-		for id, _ := c.First(); id != nil && len(out) < limit; id, _ = c.Next() {
+		for id, _ := c.First(); id != nil && (limit < 0 || len(out) < limit); id, _ = c.Next() {
 			g, _, err := b.load(string(id))
 			if err != nil {
 				return err
@@ -843,10 +963,7 @@ func (s *Bolt) Live(ctx context.Context, limit int) ([]Game, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("live games: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Game loads game id. It returns ErrNotFound if there is none.

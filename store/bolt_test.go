@@ -97,6 +97,139 @@ func TestBoltRestart(t *testing.T) {
 	}
 }
 
+// TestBoltRestartKeepsFriendGames: a friend's game waiting for the friend
+// outlives a restart while its player has time to come back to it, and its
+// link still works; once that time is up it is gone. A quick game waiting
+// does not outlive one (TestBoltRestart).
+func TestBoltRestartKeepsFriendGames(t *testing.T) {
+	t.Parallel()
+	now := time.UnixMilli(1_800_000_000_000)
+	clock := func() time.Time { return now }
+	const grace = 30 * time.Second
+	for _, tc := range []struct {
+		name  string
+		away  time.Duration // the player's deadline from now when the process stopped; 0: not marked (a crash)
+		grace time.Duration // BoltOptions.Grace of the new process
+		kept  bool
+		due   time.Time // the player's deadline after the restart
+	}{
+		{"stopped cleanly, within the deadline", 20 * time.Second, grace, true, now.Add(20 * time.Second)},
+		{"stopped cleanly, past the deadline", -time.Second, grace, false, time.Time{}},
+		{"crashed", 0, grace, true, now.Add(grace)},
+		{"crashed, no grace", 0, 0, false, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "t.db")
+			s := openBolt(t, path, store.BoltOptions{Now: clock, Grace: grace})
+			code := store.NewInvite()
+			g, err := s.Create(ctx, store.Game{ID: "friend", PlayerX: "host", Game: game.New(), Mode: store.ModeFriend, Invite: code, Created: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := s.Create(ctx, store.Game{ID: "other", PlayerX: "other", Game: game.New(), Mode: store.ModeFriend, Invite: store.NewInvite(), Created: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.away != 0 {
+				deadline := now.Add(tc.away).UnixMilli()
+				if g, err = s.Update(ctx, g.ID, func(g *store.Game) error { return g.SetAway("host", deadline) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			s = openBolt(t, path, store.BoltOptions{Now: clock, Grace: tc.grace})
+			defer s.Close()
+			active, err := s.Active(ctx, "host")
+			if !tc.kept {
+				if !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("Active(host) = %v, %v; want ErrNotFound", active.ID, err)
+				}
+				if _, err := s.JoinInvite(ctx, "friend", code); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("JoinInvite of a game past its deadline = %v, want ErrNotFound", err)
+				}
+				if _, err := s.Game(ctx, g.ID); !errors.Is(err, store.ErrNotFound) {
+					t.Errorf("game past its deadline survived the restart: %v", err)
+				}
+				return
+			}
+			if err != nil || active.ID != g.ID || active.Invite != code {
+				t.Fatalf("Active(host) = %+v, %v; want the friend's game waiting with its invite", active, err)
+			}
+			if got := time.UnixMilli(active.Away[0]); !got.Equal(tc.due) {
+				t.Errorf("host's deadline after the restart %v, want %v", got, tc.due)
+			}
+			joined, err := s.JoinInvite(ctx, "friend", code)
+			if err != nil || joined.Status != game.InProgress || joined.PlayerO != "friend" {
+				t.Errorf("JoinInvite after the restart = %+v, %v; want the game in progress", joined, err)
+			}
+			// The other invite, whose player was never marked, is kept the same way.
+			if got, err := s.Game(ctx, other.ID); err != nil || got.Invite != other.Invite {
+				t.Errorf("other friend's game after the restart = %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestBoltRestartGivesPlayersTime: after a restart every human player of a
+// game in progress has a deadline to come back by (the hub arms the
+// forfeits): the one it was given if that is still ahead, else the grace
+// period from the open. A crash marked nobody away.
+func TestBoltRestartGivesPlayersTime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.UnixMilli(1_800_000_000_000)
+	clock := func() time.Time { return now }
+	const grace = 30 * time.Second
+	path := filepath.Join(t.TempDir(), "t.db")
+	s := openBolt(t, path, store.BoltOptions{Now: clock, Grace: grace})
+	create := func(x, o string) string {
+		g := store.Game{ID: store.NewID(), PlayerX: x, PlayerO: o, Game: game.New(), Created: now, Started: now}
+		if o == store.BotPlayer {
+			g.Mode, g.Level = store.ModeBot, "easy"
+		}
+		if err := g.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Create(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+		return g.ID
+	}
+	ahead, past := now.Add(10*time.Second).UnixMilli(), now.Add(-time.Second).UnixMilli()
+	marks := [][2]int64{{0, 0}, {ahead, 0}, {past, ahead}}
+	var ids []string
+	for _, m := range marks {
+		id := create(store.NewID(), store.NewID())
+		if _, err := s.Update(ctx, id, func(g *store.Game) error { g.Away = m; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	botGame := create(store.NewID(), store.BotPlayer)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openBolt(t, path, store.BoltOptions{Now: clock, Grace: grace})
+	defer s.Close()
+	full := now.Add(grace).UnixMilli()
+	want := map[string][2]int64{ids[0]: {full, full}, ids[1]: {ahead, full}, ids[2]: {full, ahead}, botGame: {full, 0}}
+	for id, w := range want {
+		g, err := s.Game(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Status != game.InProgress || g.Away != w {
+			t.Errorf("game %s after the restart: %s, away %v; want in progress, away %v", id, g.Status, g.Away, w)
+		}
+	}
+}
+
 // TestBoltSecondOpener: the file is locked by its first opener.
 func TestBoltSecondOpener(t *testing.T) {
 	t.Parallel()

@@ -116,32 +116,56 @@ func (s *Rethink) seated(player, id string, write func() r.Term) r.Term {
 
 // Live returns up to limit games in progress, in no particular order.
 func (s *Rethink) Live(ctx context.Context, limit int) ([]Game, error) {
-	if err := s.enter(); err != nil {
-		return nil, fmt.Errorf("live games: %w", err)
-	}
-	defer s.ops.Done()
 	if limit <= 0 {
 		return nil, nil
 	}
-	cur, err := s.games().GetAllByIndex(indexStatus, game.InProgress.String()).Limit(limit).Run(s.sess, r.RunOpts{Context: ctx})
+	var out []Game
+	err := s.playing(ctx, limit, func(g Game) bool {
+		out = append(out, g)
+		return true
+	})
 	if err != nil {
 		return nil, fmt.Errorf("live games: %w", err)
 	}
+	return out, nil
+}
+
+// Playing calls fn with every game in progress, in no particular order,
+// until fn returns false.
+func (s *Rethink) Playing(ctx context.Context, fn func(Game) bool) error {
+	if err := s.playing(ctx, 0, fn); err != nil {
+		return fmt.Errorf("games in progress: %w", err)
+	}
+	return nil
+}
+
+// playing is Playing for at most limit games, or all if limit is 0.
+func (s *Rethink) playing(ctx context.Context, limit int, fn func(Game) bool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.ops.Done()
+	q := s.games().GetAllByIndex(indexStatus, game.InProgress.String())
+	if limit > 0 {
+		q = q.Limit(limit)
+	}
+	cur, err := q.Run(s.sess, r.RunOpts{Context: ctx})
+	if err != nil {
+		return err
+	}
 	defer cur.Close()
-	var out []Game
 	var d doc
 	for cur.Next(&d) {
 		g, err := fromDoc(&d)
 		if err != nil {
-			return nil, fmt.Errorf("live games: %w", err)
+			return err
 		}
-		out = append(out, g)
+		if !fn(g) {
+			return nil
+		}
 		d = doc{}
 	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("live games: %w", err)
-	}
-	return out, nil
+	return cur.Err()
 }
 
 // enterPlayers records after as the latest game of each of its players who

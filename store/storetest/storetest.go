@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ type Store interface {
 	JoinInvite(ctx context.Context, player, code string) (store.Game, error)
 	Active(ctx context.Context, player string) (store.Game, error)
 	Live(ctx context.Context, limit int) ([]store.Game, error)
+	Playing(ctx context.Context, fn func(store.Game) bool) error
 	Game(ctx context.Context, id string) (store.Game, error)
 	Stats(ctx context.Context) (store.Stats, error)
 	WatchStats(ctx context.Context) (*store.Subscription, error)
@@ -672,6 +674,21 @@ func testActiveLive(t *testing.T, s Store) {
 	}
 	if !ids[g.ID] || !ids[g2.ID] || ids[w.ID] {
 		t.Errorf("Live = %v; want %s and %s, not the waiting %s", ids, g.ID, g2.ID, w.ID)
+	}
+	playing := map[string]bool{}
+	err = s.Playing(ctx(t), func(l store.Game) bool {
+		if l.Status != game.InProgress {
+			t.Errorf("Playing gave game %s, %s", l.ID, l.Status)
+		}
+		playing[l.ID] = true
+		return true
+	})
+	if err != nil || !maps.Equal(playing, ids) {
+		t.Errorf("Playing = %v, %v; want what Live(100) gives, %v", playing, err, ids)
+	}
+	n := 0
+	if err := s.Playing(ctx(t), func(store.Game) bool { n++; return false }); err != nil || n != 1 {
+		t.Errorf("Playing asked to stop after one game called fn %d times, %v", n, err)
 	}
 	if _, err := s.Leave(ctx(t), g.ID, x); err != nil {
 		t.Fatal(err)
