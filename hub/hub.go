@@ -91,8 +91,10 @@ type Options struct {
 	// it; one that does not answer within another PingInterval is closed. Default 30s.
 	PingInterval time.Duration
 	// Refusals and RefusalBurst bound, per socket, the rate of messages that
-	// change nothing (refused moves, pings, repeated joins): beyond them the
-	// socket gets rate_limited and is closed. Accepted moves and joins are
+	// change nothing (refused moves, pings, repeated joins) or whose pace no
+	// game sets (reads, watching, the stats and list switches, leaving a
+	// waiting or watched game): beyond them the socket gets rate_limited and
+	// is closed. Accepted moves and joins are
 	// never counted, so the fastest legitimate client never reaches the limit.
 	// Default 20 a second, burst 100.
 	Refusals     float64

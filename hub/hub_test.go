@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -293,48 +294,100 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestFlood checks the rate limit: a socket that floods gets rate_limited and
-// is closed; its neighbours play on.
+// is closed; its neighbours play on. Pings change nothing; the others are
+// the messages that no game paces, counted whether they change anything or
+// not.
 func TestFlood(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{})
 	a, b := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 	wstest.Pair(t, a, b)
-	flooder := wstest.Dial(t, s.url)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	go func() {
-		for i := 0; i < 10000 && ctx.Err() == nil; i++ {
-			if flooder.WS.Write(ctx, websocket.MessageText, []byte(`{"action":"ping"}`)) != nil {
-				return
+	c, d := wstest.Dial(t, s.url), wstest.Dial(t, s.url) // neighbours nobody watches
+	wstest.Pair(t, c, d)
+	watched := fmt.Sprintf(`{"action":"spectate","data":{"gameId":%q}}`, a.GameID)
+	left := fmt.Sprintf(`{"action":"leaveGame","data":{"gameId":%q}}`, a.GameID)
+	// GAME stands for the game id of the flooder's latest joinGame reply,
+	// which a frame after a join waits for.
+	const join = `{"action":"joinGame"}`
+	for _, tc := range []struct {
+		name       string
+		once, loop []string // frames sent once, then in turn over and over
+		pongs      bool
+	}{
+		{"pings", nil, []string{`{"action":"ping"}`}, true},
+		{"reads of a game", []string{join}, []string{`{"action":"sync","data":{"gameId":"GAME"}}`}, false},
+		{"game lists", nil, []string{`{"action":"listGames"}`, `{"action":"unlistGames"}`}, false},
+		{"stats switches", nil, []string{`{"action":"pauseStats"}`, `{"action":"resumeStats"}`}, false},
+		{"watching and leaving", nil, []string{watched, left}, false},
+		{"joining and leaving", nil, []string{join, `{"action":"leaveGame","data":{"gameId":"GAME"}}`}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flooder := wstest.Dial(t, s.url)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			games := make(chan string, 1)
+			go func() {
+				frames := append(slices.Clone(tc.once), slices.Repeat(tc.loop, 10000/len(tc.loop))...)
+				var game string
+				joined := false
+				for _, f := range frames {
+					if strings.Contains(f, "GAME") && joined {
+						select {
+						case game = <-games:
+						case <-ctx.Done():
+							return
+						}
+						joined = false
+					}
+					if f == join {
+						joined = true
+					}
+					if flooder.WS.Write(ctx, websocket.MessageText, []byte(strings.Replace(f, "GAME", game, 1))) != nil {
+						return
+					}
+				}
+			}()
+			var pongs int
+		read:
+			for {
+				var m wstest.Msg
+				var open bool
+				select {
+				case m, open = <-flooder.Frames:
+				case <-ctx.Done():
+					t.Fatal("the flooder is still open after 10s")
+				}
+				switch {
+				case !open:
+					break read
+				case m.Action == "pong":
+					pongs++
+				case m.Action == "joinGame":
+					var j struct{ GameID string }
+					m.Decode(t, &j)
+					select {
+					case games <- j.GameID:
+					default: // the writer has stopped
+					}
+				case m.Action == "error":
+					var e struct{ Code string }
+					m.Decode(t, &e)
+					if e.Code != "rate_limited" && e.Code != "not_in_game" {
+						t.Fatalf("got error %s", e.Code)
+					}
+				}
 			}
-		}
-	}()
-	var pongs int
-	for {
-		m, ok := <-flooder.Frames
-		if !ok {
-			break
-		}
-		switch m.Action {
-		case "pong":
-			pongs++
-		case "error":
-			var e struct{ Code string }
-			m.Decode(t, &e)
-			if e.Code != "rate_limited" {
-				t.Fatalf("got error %s", e.Code)
+			var ce websocket.CloseError
+			if err := <-flooder.Closed; !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "rate limited" {
+				t.Errorf("flooder closed with %v, want 1008 rate limited", err)
 			}
-		}
+			if tc.pongs && (pongs < 100 || pongs > 200) {
+				t.Errorf("flooder got %d pongs before the limit, want about the burst of 100", pongs)
+			}
+		})
 	}
-	var ce websocket.CloseError
-	if err := <-flooder.Closed; !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation || ce.Reason != "rate limited" {
-		t.Errorf("flooder closed with %v, want 1008 rate limited", err)
-	}
-	if pongs < 100 || pongs > 200 {
-		t.Errorf("flooder got %d pongs before the limit, want about the burst of 100", pongs)
-	}
-	a.Move(b, 1, 1)
-	b.Move(a, 0, 0)
+	c.Move(d, 1, 1)
+	d.Move(c, 0, 0)
 }
 
 // TestConcurrentJoins has 200 clients join at once: exactly 100 games form,

@@ -19,6 +19,21 @@ func (c *conn) handle(data []byte) error {
 	}
 	first := c.said == 0
 	c.said++
+	// What no game paces counts against the limit whether or not it changes
+	// anything: reads of the store, watching, the stats and list switches,
+	// and leaving a game that waits or is watched (a loop of joining and
+	// leaving). Moves and joins are paced by the games they belong to, and
+	// so is leaving a game that ended or resigning one.
+	switch req.action {
+	case actionSync, actionList, actionUnlist, actionPauseStats, actionResumeStats, actionSpectate:
+		if !c.charge() {
+			return nil
+		}
+	case actionLeave:
+		if c.room != nil && (c.watching || c.room.status() == game.Waiting) && !c.charge() {
+			return nil
+		}
+	}
 	switch req.action {
 	case actionPing:
 		if c.charge() { // a ping changes nothing, so it counts against the limit
