@@ -378,8 +378,14 @@ func (c *conn) move(req request) error {
 	g, err := c.hub.store.Move(ctx, req.gameID, c.player, req.x, req.y, req.moveID)
 	c.hub.observeStore("move", start, err)
 	if errors.Is(err, store.ErrDuplicateMove) {
+		// A resend of a move stored already. The first attempt's answer
+		// may have been lost after the store applied it (a timeout): then
+		// nobody was told of the move, the opponent would wait for it for
+		// ever, and the computer would never answer it. So the game is
+		// told again, as it is now (g); it is not counted as ended again,
+		// which the first attempt may have done.
 		c.enqueue(frameMoveAck(g.ID, req.moveID, g.MoveNumber(req.moveID)))
-		return nil
+		return c.hub.tell(ctx, g)
 	}
 	if err != nil {
 		return err
@@ -390,18 +396,28 @@ func (c *conn) move(req request) error {
 	return c.hub.published(ctx, g)
 }
 
-// published tells everyone in g's game about its last move, and lets the
-// computer answer if it plays there.
+// published tells everyone in g's game about the move just played, which
+// may have ended it.
 func (h *Hub) published(ctx context.Context, g store.Game) error {
-	if !g.Status.Over() {
-		if err := h.publish(ctx, &g, frameGrid(&g)); err != nil {
-			return err
-		}
-		h.scheduleBot(g)
-		return nil
+	if g.Status.Over() {
+		h.ended(&g)
 	}
-	h.ended(&g)
-	return h.publish(ctx, &g, frameGrid(&g), frameStatus(&g), frameWinner(&g))
+	return h.tell(ctx, g)
+}
+
+// tell tells everyone in g's game its grid after its last move, and how it
+// ended if it did, and lets the computer answer if it plays there. Telling
+// again does no harm: clients ignore a grid whose move is older than the one
+// they show, and the rest says the same again.
+func (h *Hub) tell(ctx context.Context, g store.Game) error {
+	if g.Status.Over() {
+		return h.publish(ctx, &g, frameGrid(&g), frameStatus(&g), frameWinner(&g))
+	}
+	if err := h.publish(ctx, &g, frameGrid(&g)); err != nil {
+		return err
+	}
+	h.scheduleBot(g)
+	return nil
 }
 
 // ended counts and logs a game that just ended on this replica.

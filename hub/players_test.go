@@ -78,8 +78,8 @@ type outage struct {
 	*store.Bolt
 	down, onlyBack atomic.Bool
 	failed         atomic.Int64
-	// lose makes Update apply the change and fail all the same, as a write
-	// whose answer was lost.
+	// lose makes Update and Move apply the change and fail all the same, as
+	// a write whose answer was lost.
 	lose atomic.Bool
 }
 
@@ -123,7 +123,14 @@ func (s *outage) Move(ctx context.Context, id, player string, x, y int, moveID s
 		s.failed.Add(1)
 		return store.Game{}, errors.New("move: the store is down (test)")
 	}
-	return s.Bolt.Move(ctx, id, player, x, y, moveID)
+	g, err := s.Bolt.Move(ctx, id, player, x, y, moveID)
+	switch {
+	case err != nil:
+	case s.lose.Load():
+		s.failed.Add(1)
+		return store.Game{}, errors.New("move: the answer was lost (test)")
+	}
+	return g, err
 }
 
 func (s *outage) Leave(ctx context.Context, id, player string) (store.Game, error) {
@@ -375,10 +382,81 @@ func TestMoveIDs(t *testing.T) {
 	if ack.Move != 1 {
 		t.Fatalf("second ack %+v, want the original move 1", ack)
 	}
+	// Told again, in case nobody was (see TestResentMoveReachesTheOpponent):
+	// the same grid, which clients that have it ignore.
+	for _, c := range []*wstest.Client{x, o} {
+		var g wstest.Grid
+		if c.Expect("updateGrid").Decode(t, &g); g.Move != 1 {
+			t.Fatalf("grid after the resend %+v, want move 1 again", g)
+		}
+	}
 	o.Quiet(50 * time.Millisecond)
 	g, err := s.store.Game(context.Background(), x.GameID)
 	if err != nil || g.Moves != 1 {
 		t.Fatalf("game has %d moves, %v", g.Moves, err)
+	}
+}
+
+// TestResentMoveReachesTheOpponent: a move that landed but whose answer was
+// lost (the store timed out after applying it) is refused as unavailable,
+// and nobody hears of it. The client resends it with its moveId; the resend,
+// a duplicate, is acked and tells the game the move: else the opponent would
+// wait for it for ever, and never learn that it ended the game.
+func TestResentMoveReachesTheOpponent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		before [][2]int // played first, by X and O in turn
+		lost   [2]int   // X's move whose answer is lost
+		ends   string   // the status it leaves the game in, if it ends it
+	}{
+		{"a move", nil, [2]int{1, 1}, ""},
+		{"the winning move", [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}}, [2]int{2, 0}, "finished"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, st := newOutageServer(t, hub.Options{})
+			x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+			wstest.Pair(t, x, o)
+			for i, sq := range tc.before {
+				p, q := x, o
+				if i%2 == 1 {
+					p, q = o, x
+				}
+				p.Move(q, sq[0], sq[1])
+			}
+			msg := wstest.Fill(x.GameID, tc.lost[0], tc.lost[1])
+			msg["data"].(map[string]any)["moveId"] = "m-lost"
+			st.lose.Store(true)
+			x.Send(msg)
+			x.ExpectError("unavailable")
+			st.lose.Store(false)
+			o.Quiet(50 * time.Millisecond)
+			x.Send(msg) // the client's resend, after 3 s without an ack
+			var ack struct {
+				MoveID string
+				Move   int
+			}
+			x.Expect("moveAck").Decode(t, &ack)
+			want := len(tc.before) + 1
+			if ack.MoveID != "m-lost" || ack.Move != want {
+				t.Fatalf("ack %+v, want m-lost as move %d", ack, want)
+			}
+			for _, c := range []*wstest.Client{x, o} {
+				var g wstest.Grid
+				c.Expect("updateGrid").Decode(t, &g)
+				if g.Move != want || g.Grid[tc.lost[0]][tc.lost[1]] != "x" {
+					t.Fatalf("grid after the resend %+v, want move %d, x at %v", g, want, tc.lost)
+				}
+				if tc.ends != "" {
+					c.ExpectStatus(tc.ends)
+					c.Expect("updateWinner")
+				}
+			}
+			if tc.ends == "" {
+				o.Move(x, 0, 0)
+			}
+		})
 	}
 }
 
