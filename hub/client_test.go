@@ -65,10 +65,19 @@ func newReplicaOf(tb testing.TB, s *server, opt hub.Options) string {
 // newReplicaOn is newReplicaOf with its own view of s's store, hs.
 func newReplicaOn(tb testing.TB, s *server, hs hub.Store, opt hub.Options) string {
 	tb.Helper()
+	url, _ := newReplicaBy(tb, hs, s.bus, opt)
+	return url
+}
+
+// newReplicaBy starts a hub on store hs and bus, as a replica of the
+// deployment that shares them, and returns its WebSocket URL and the hub.
+func newReplicaBy(tb testing.TB, hs hub.Store, bus hub.Bus, opt hub.Options) (string, *hub.Hub) {
+	tb.Helper()
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	return serve(tb, hub.New(hs, s.bus, opt))
+	h := hub.New(hs, bus, opt)
+	return serve(tb, h), h
 }
 
 // serve runs h and serves it over HTTP until the test ends, then closes

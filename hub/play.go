@@ -83,9 +83,12 @@ func (c *conn) handle(data []byte) error {
 	return refuse("unknown_action", "Unknown action.")
 }
 
-// storeCtx bounds one store call made for this socket.
+// storeCtx bounds one request's store calls, and what follows them: telling
+// the game. It is not the socket's: a socket that closes mid-request (its
+// writer failed, the replica is stopping) must not cancel telling the game of
+// a change the store took, which would reach nobody on other replicas.
 func (c *conn) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.ctx, c.hub.opt.StoreTimeout)
+	return context.WithTimeout(context.Background(), c.hub.opt.StoreTimeout)
 }
 
 // A session token is 128 random bits in hex. The player id stored in games is

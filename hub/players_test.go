@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -81,6 +82,9 @@ type outage struct {
 	// lose makes Update and Move apply the change and fail all the same, as
 	// a write whose answer was lost.
 	lose atomic.Bool
+	// stall makes Move, once applied, answer only when its context ends or
+	// a second has passed: a slow answer, during which anything may happen.
+	stall atomic.Bool
 }
 
 // newOutageServer is newServer on an outage of its store.
@@ -129,6 +133,11 @@ func (s *outage) Move(ctx context.Context, id, player string, x, y int, moveID s
 	case s.lose.Load():
 		s.failed.Add(1)
 		return store.Game{}, errors.New("move: the answer was lost (test)")
+	case s.stall.Load():
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 	}
 	return g, err
 }
@@ -460,6 +469,40 @@ func TestResentMoveReachesTheOpponent(t *testing.T) {
 	}
 }
 
+// TestMoveToldAsItsReplicaStops: a move that the store takes while the
+// mover's replica shuts down, closing the mover's socket mid-request, still
+// reaches the opponent on another replica: the game is told of a change
+// stored whatever became of the socket that asked for it.
+func TestMoveToldAsItsReplicaStops(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	st := &outage{Bolt: s.store}
+	url, h := newReplicaBy(t, st, &blipBus{Bus: s.bus}, hub.Options{})
+	x, o := wstest.Dial(t, url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	st.stall.Store(true)
+	x.Send(wstest.Fill(x.GameID, 1, 1))
+	waitFor(t, "the move to land", func() bool {
+		g, err := s.store.Game(t.Context(), x.GameID)
+		return err == nil && g.Moves == 1
+	})
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closed <- h.Close(ctx)
+	}()
+	x.ExpectClose()
+	var g wstest.Grid
+	o.Await("updateGrid", 5*time.Second).Decode(t, &g)
+	if g.Move != 1 || g.Grid[1][1] != "x" {
+		t.Fatalf("opponent's grid %+v, want x's move 1 at (1,1)", g)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("close the replica: %v", err)
+	}
+}
+
 // TestInvite: a friend's game is private; the link's code lets one friend in.
 func TestInvite(t *testing.T) {
 	t.Parallel()
@@ -503,6 +546,24 @@ func TestInvite(t *testing.T) {
 	late.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
 	late.ExpectError("invite_not_found")
 	host.Move(friend, 0, 0)
+}
+
+// blipBus is a Bus that fails as Redis's may: the failAt-th Subscribe from
+// now fails (a blip), and a Publish whose context is done fails.
+type blipBus struct {
+	hub.Bus
+	failAt atomic.Int64 // 0: none
+}
+
+func (b *blipBus) Subscribe(ctx context.Context, channel string, fn func([]byte)) (func(), error) {
+	return b.Bus.Subscribe(ctx, channel, fn)
+}
+
+func (b *blipBus) Publish(ctx context.Context, channel string, msg []byte) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	return b.Bus.Publish(ctx, channel, msg)
 }
 
 // TestInviteWaitsForItsPlayer: the page that made an invite may lose its
