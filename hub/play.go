@@ -7,6 +7,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/store"
 )
@@ -286,7 +288,12 @@ func (c *conn) quickMatch(ctx context.Context) error {
 	}
 	if g.ID != id {
 		if err := c.switchRoom(ctx, g.ID, g.Team(c.player), false); err != nil {
-			return err
+			c.dropRoom() // of the game we would have opened: there is none
+			if g.Status == game.Waiting {
+				return err // the player's own, waiting already: nothing changed
+			}
+			c.unreachable(ctx, &g, err, framePlayerJoin(g.ID, game.O), frameStatus(&g))
+			return nil
 		}
 	}
 	c.room.observe(g.Status, g.Moves)
@@ -348,23 +355,46 @@ func (c *conn) joinInvite(ctx context.Context, code string) error {
 	case err != nil:
 		return err
 	}
-	c.hold()
-	defer c.release()
-	if err := c.switchRoom(ctx, g.ID, game.O, false); err != nil {
-		return err
-	}
-	c.room.friend.Store(true)
-	c.room.observe(g.Status, g.Moves)
-	c.hub.log.Debug("joined game", "game", g.ID, "team", "o", "player", c.tag, "mode", "friend")
-	c.hub.log.Info("game started", "game", g.ID, "mode", "friend")
-	c.enqueue(frameJoinGame(&g, game.O))
 	frames := [][]byte{framePlayerJoin(g.ID, game.O), frameStatus(&g)}
 	if d := g.Away[0]; d != 0 {
 		// The friend who sent the link is away: the countdown it had
 		// runs on, and every replica in the game arms its forfeit.
 		frames = append(frames, framePlayerAway(g.ID, game.X, d, c.hub.opt.Now().UnixMilli()))
 	}
+	c.hold()
+	defer c.release()
+	if err := c.switchRoom(ctx, g.ID, game.O, false); err != nil {
+		c.unreachable(ctx, &g, err, frames...)
+		return nil
+	}
+	c.room.friend.Store(true)
+	c.room.observe(g.Status, g.Moves)
+	c.hub.log.Debug("joined game", "game", g.ID, "team", "o", "player", c.tag, "mode", "friend")
+	c.hub.log.Info("game started", "game", g.ID, "mode", "friend")
+	c.enqueue(frameJoinGame(&g, game.O))
 	return c.hub.publish(ctx, &g, frames...)
+}
+
+// unreachable deals with a player whom the store has just seated in game g,
+// started by it (paired, or by an invite), when the socket cannot enter the
+// game's room: the bus failed to subscribe (Redis down, or a blip). The
+// change stands, so "unavailable, nothing changed" would be a lie, and a
+// player seated but deaf would keep the opponent waiting for ever. It goes
+// instead as if the socket had dropped the moment the player was seated: the
+// game hears that it started (frames) and that the player is away, whose
+// forfeit is armed (markAway tries the mark again if the store fails it),
+// and the socket is closed with 1013, try again later. The page reconnects,
+// to this replica or another, and its hello puts the player back in the
+// game as after any drop; a player who does not come back forfeits. The
+// reconnect is the subscribe tried again: at once, here, it would most
+// likely fail again (the Redis bus refuses subscribes until it reconnected).
+func (c *conn) unreachable(ctx context.Context, g *store.Game, err error, frames ...[]byte) {
+	team := g.Team(c.player)
+	c.hub.log.Warn("seated in a game this replica cannot subscribe to: player marked away, socket closed to reconnect",
+		"game", g.ID, "team", team.String(), "player", c.tag, "err", err)
+	c.hub.publish(ctx, g, frames...)
+	c.hub.markAway(ctx, g.ID, team, c.player, backoff{})
+	c.close(websocket.StatusTryAgainLater, "could not enter the game: reconnect")
 }
 
 // move plays a square in the player's game and tells everyone in it.

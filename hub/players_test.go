@@ -556,6 +556,9 @@ type blipBus struct {
 }
 
 func (b *blipBus) Subscribe(ctx context.Context, channel string, fn func([]byte)) (func(), error) {
+	if b.failAt.Add(-1) == 0 {
+		return nil, errors.New("subscribe: redis blip (test)")
+	}
 	return b.Bus.Subscribe(ctx, channel, fn)
 }
 
@@ -564,6 +567,68 @@ func (b *blipBus) Publish(ctx context.Context, channel string, msg []byte) error
 		return fmt.Errorf("publish: %w", err)
 	}
 	return b.Bus.Publish(ctx, channel, msg)
+}
+
+// TestSeatedDespiteAFailedSubscribe: the store seats a player in a game (a
+// quick pairing, or a friend's invite), then the player's replica cannot
+// subscribe to the game. That is no "unavailable, nothing changed": the game
+// started. The host hears so, and that the player is away, with the usual
+// countdown; the player's socket is closed to reconnect, and its page, back,
+// plays the game.
+func TestSeatedDespiteAFailedSubscribe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// start opens the host's game and returns the guest's joinGame.
+		start  func(t *testing.T, host *wstest.Client) map[string]any
+		failAt int64 // the guest's subscribe to the host's game
+	}{
+		{"quick", func(t *testing.T, host *wstest.Client) map[string]any {
+			host.Join()
+			host.ExpectStatus("waiting")
+			return map[string]any{"action": "joinGame", "data": nil}
+		}, 2}, // after the one to the game the guest would open
+		{"invite", func(t *testing.T, host *wstest.Client) map[string]any {
+			host.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "friend"}})
+			var j struct{ GameID, Team, Invite string }
+			host.Expect("joinGame").Decode(t, &j)
+			host.GameID, host.Team = j.GameID, j.Team
+			host.ExpectStatus("waiting")
+			return map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}}
+		}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			opt := hub.Options{Grace: 10 * time.Second}
+			s := newServer(t, opt)
+			bus := &blipBus{Bus: s.bus}
+			replica, _ := newReplicaBy(t, s.hs, bus, opt)
+			host := wstest.Dial(t, s.url)
+			join := tc.start(t, host)
+			guest, token := wstest.Hello(t, replica, "")
+			bus.failAt.Store(tc.failAt)
+			guest.Send(join)
+			if code := guest.ExpectClose(); code != websocket.StatusTryAgainLater {
+				t.Fatalf("guest's socket closed with %v, want %v (reconnect)", code, websocket.StatusTryAgainLater)
+			}
+			host.Expect("playerJoin")
+			host.ExpectStatus("in-progress")
+			var away struct{ Team string }
+			if host.Expect("playerAway").Decode(t, &away); away.Team != "o" {
+				t.Fatalf("playerAway for %q, want the guest (o)", away.Team)
+			}
+			back, _ := wstest.Hello(t, replica, token)
+			var j struct{ GameID, Team string }
+			back.Expect("joinGame").Decode(t, &j)
+			if st := expectState(t, back); j.GameID != host.GameID || st.Team != "o" || st.Status != "in-progress" {
+				t.Fatalf("guest back in %+v, state %s as %s; want %s in progress as o", j, st.Status, st.Team, host.GameID)
+			}
+			host.Expect("playerBack")
+			back.Expect("playerBack")
+			back.GameID, back.Team = j.GameID, j.Team
+			host.Move(back, 1, 1)
+		})
+	}
 }
 
 // TestInviteWaitsForItsPlayer: the page that made an invite may lose its
