@@ -486,16 +486,68 @@ func (c *conn) rematch(id string) error {
 		return err
 	}
 	frames := [][]byte{frameRematchOffer(id, c.team)}
-	if both {
-		n, err := c.hub.store.Create(ctx, store.RematchOf(&g, c.hub.opt.Now()))
-		if err != nil {
+	if g.Next != "" { // both offered
+		n, err := c.hub.startRematch(ctx, &g, both)
+		switch {
+		case err == nil:
+			frames = append(frames, frameRematch(id, n.ID))
+			defer c.hub.scheduleBot(n)
+		case storeFailed(err):
+			// The offer is stored, and the rematch's id with it, so it
+			// is not refused: unavailable would say nothing changed.
+			// The rematch is created once the store takes it, and its
+			// players told then.
+			c.hub.rematchLater(g, err, backoff{})
+		default:
 			return err
 		}
-		c.hub.log.Info("game started", "game", n.ID, "mode", n.Mode.String(), "rematch_of", id)
-		frames = append(frames, frameRematch(id, n.ID))
-		defer c.hub.scheduleBot(n)
 	}
 	return c.hub.publish(ctx, &g, frames...)
+}
+
+// startRematch returns the rematch of game g, whose players both offered
+// one (g.Next names it), and creates it unless it exists; fresh says that
+// this very offer set g.Next, so that its game cannot exist yet. Create
+// refuses an id that exists, so creating is safe to repeat: a later offer
+// in g does it, should the offer that set Next have failed to (or lost the
+// answer), and so does rematchLater.
+func (h *Hub) startRematch(ctx context.Context, g *store.Game, fresh bool) (store.Game, error) {
+	if !fresh {
+		n, err := h.store.Game(ctx, g.Next)
+		if !errors.Is(err, store.ErrNotFound) {
+			return n, err
+		}
+	}
+	n, err := h.store.Create(ctx, store.RematchOf(g, h.opt.Now()))
+	if err != nil {
+		// Refused as taken, if an attempt whose answer was lost or the
+		// other player's offer a moment ago created it.
+		if made, gerr := h.store.Game(ctx, g.Next); gerr == nil {
+			return made, nil
+		}
+		return store.Game{}, err
+	}
+	h.log.Info("game started", "game", n.ID, "mode", n.Mode.String(), "rematch_of", g.ID)
+	return n, nil
+}
+
+// rematchLater creates game g's rematch in the background, after the store
+// failed it with err, and tells its players (see retryLater). Else the
+// rematch that both players asked for would never start, unless one of them
+// offered it again.
+func (h *Hub) rematchLater(g store.Game, err error, b backoff) {
+	h.retryLater("rematch/"+g.ID, "create rematch", g.ID, err, b, func(ctx context.Context, b backoff) {
+		n, err := h.startRematch(ctx, &g, false)
+		switch {
+		case err == nil:
+			h.publish(ctx, &g, frameRematch(g.ID, n.ID))
+			h.scheduleBot(n)
+		case storeFailed(err):
+			h.rematchLater(g, err, b)
+		default:
+			h.log.Warn("create rematch", "game", g.ID, "err", err)
+		}
+	})
 }
 
 // spectate lets the socket watch a game.

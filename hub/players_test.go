@@ -82,6 +82,9 @@ type outage struct {
 	// lose makes Update and Move apply the change and fail all the same, as
 	// a write whose answer was lost.
 	lose atomic.Bool
+	// noCreate makes Create fail, and nothing else: a blip that takes one
+	// write.
+	noCreate atomic.Bool
 	// stall makes Move, once applied, answer only when its context ends or
 	// a second has passed: a slow answer, during which anything may happen.
 	stall atomic.Bool
@@ -140,6 +143,14 @@ func (s *outage) Move(ctx context.Context, id, player string, x, y int, moveID s
 		}
 	}
 	return g, err
+}
+
+func (s *outage) Create(ctx context.Context, g store.Game) (store.Game, error) {
+	if s.noCreate.Load() {
+		s.failed.Add(1)
+		return store.Game{}, errors.New("create: the store is down (test)")
+	}
+	return s.Bolt.Create(ctx, g)
 }
 
 func (s *outage) Leave(ctx context.Context, id, player string) (store.Game, error) {
@@ -946,6 +957,67 @@ func TestRematch(t *testing.T) {
 		t.Fatalf("teams not swapped: old x is now %s, old o is %s", x.Team, o.Team)
 	}
 	o.Move(x, 1, 1)
+}
+
+// TestRematchDespiteAFailedWrite: both players offered a rematch, and the
+// store failed a write of the second offer: the rematch game's Create after
+// the offer was stored, or the offer itself, stored but its answer lost.
+// The rematch starts all the same: once the store is back, or when the
+// client offers again, as the error it got tells it to.
+func TestRematchDespiteAFailedWrite(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		fail    func(*outage) *atomic.Bool
+		refused bool // the failed offer gets unavailable, and is made again
+	}{
+		{"its create failed", func(st *outage) *atomic.Bool { return &st.noCreate }, false},
+		{"its answer was lost", func(st *outage) *atomic.Bool { return &st.lose }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, st := newOutageServer(t, hub.Options{})
+			x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+			wstest.Pair(t, x, o)
+			winTopRow(x, o)
+			offer := func(c *wstest.Client) {
+				c.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": c.GameID}})
+			}
+			offer(x)
+			x.Expect("rematchOffer")
+			o.Expect("rematchOffer")
+			fail := tc.fail(st)
+			fail.Store(true)
+			offer(o)
+			if tc.refused {
+				o.ExpectError("unavailable")
+				fail.Store(false)
+				offer(o)
+			} else {
+				for _, c := range []*wstest.Client{x, o} {
+					c.Expect("rematchOffer")
+				}
+				o.Quiet(200 * time.Millisecond) // no game yet
+				fail.Store(false)
+			}
+			var next string
+			for _, c := range []*wstest.Client{x, o} {
+				var r struct{ GameID, NewGameID string }
+				c.Await("rematch", 5*time.Second).Decode(t, &r)
+				next = r.NewGameID
+			}
+			for _, c := range []*wstest.Client{x, o} {
+				c.Send(map[string]any{"action": "joinGame", "data": map[string]any{"gameId": next}})
+				var j struct{ GameID, Team string }
+				c.Expect("joinGame").Decode(t, &j)
+				if st := expectState(t, c); st.Status != "in-progress" || j.GameID != next {
+					t.Fatalf("rematch %s: joined %+v, state %+v", next, j, st)
+				}
+				c.GameID, c.Team = j.GameID, j.Team
+			}
+			o.Move(x, 1, 1) // the teams swapped: o opens
+		})
+	}
 }
 
 // TestSpectate: a watcher sees the game and the players see it watching; the
