@@ -614,10 +614,15 @@ func (c *conn) leaveGame(id string) error {
 	}
 	if !c.room.status().Over() {
 		g, err := c.hub.store.Leave(ctx, id, c.player)
-		if err != nil && !errors.Is(err, game.ErrOver) {
+		switch {
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, game.ErrOver):
+			// Cancelled or ended meanwhile (a waiting game cancelled through
+			// another socket or replica): the player is out of it all the
+			// same, and a refusal would leave the socket stuck in a room
+			// that no game stands behind.
+		case err != nil:
 			return err
-		}
-		if err == nil && g.Status == game.Abandoned {
+		case g.Status == game.Abandoned:
 			c.hub.ended(&g)
 			c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 		}
