@@ -216,6 +216,15 @@ func (h *Hub) renewAway(ctx context.Context, id string, team game.Mark, deadline
 	}
 }
 
+// deserted reports whether game id has a room on this replica in which no
+// live socket plays team: its sockets closed, and are on their way out.
+func (h *Hub) deserted(id string, team game.Mark) bool {
+	h.mu.Lock()
+	r := h.rooms[id]
+	h.mu.Unlock()
+	return r != nil && !r.present(team)
+}
+
 // presentHere reports whether a live socket of this replica plays team in
 // game id.
 func (h *Hub) presentHere(id string, team game.Mark) bool {

@@ -136,9 +136,20 @@ func (c *conn) hello(token string) error {
 	case err != nil:
 		return err
 	case g.Status == game.Waiting && g.Mode != store.ModeFriend:
-		// A quick game waits for whoever is there; this player's socket
-		// is gone. Free the queue: the page offers a new game.
-		c.hub.cancelWaiting(ctx, g.ID, c.player, backoff{})
+		// A quick game belongs to the player's sockets that wait in it,
+		// and the last of them to go cancels it (see leave). One of them
+		// may be a tab still open: cancelled under it, it would be told
+		// nothing and stay stuck. Only a replica that has the game's room
+		// (it made the game) can tell that they are all gone (closed,
+		// their leave on its way): then it is cancelled now, so that this
+		// page's next join does not land in it. A room on another replica
+		// is that replica's to cancel, as this one cannot see its
+		// sockets. A game whose replica died stays queued until its
+		// player asks for a quick game again (and gets it back) or
+		// someone is paired with it.
+		if c.hub.deserted(g.ID, g.Team(c.player)) {
+			c.hub.cancelWaiting(ctx, g.ID, c.player, backoff{})
+		}
 		return nil
 	}
 	if d, ok := lapsed(&g, c.player, c.hub.opt.Now()); ok {
@@ -612,6 +623,12 @@ func (c *conn) leaveGame(id string) error {
 		c.enqueue(frameLeft(id))
 		return nil
 	}
+	if c.room.status() == game.Waiting && c.room.hasOther(c) {
+		// The player's other tab waits in it too: the game stays, its.
+		c.dropRoom()
+		c.enqueue(frameLeft(id))
+		return nil
+	}
 	if !c.room.status().Over() {
 		g, err := c.hub.store.Leave(ctx, id, c.player)
 		switch {
@@ -685,8 +702,9 @@ func (c *conn) listGames() error {
 // leave runs when the socket closed: a waiting game is cancelled (a
 // friend's waits a while, see awaitReturn), a game in progress waits for the
 // player to come back for the grace period, the others in an ended game hear
-// that the player left, and a spectator stops watching. It has a context of
-// its own.
+// that the player left, and a spectator stops watching. A waiting game or
+// one in progress that another socket of the player is still in, here, is
+// left to it. It has a context of its own.
 func (c *conn) leave() {
 	r := c.room
 	if r == nil {
@@ -701,7 +719,13 @@ func (c *conn) leave() {
 	defer c.dropRoom()
 	switch r.status() {
 	case game.Waiting:
-		if !c.awaitReturn(ctx, r) {
+		switch {
+		case r.hasOther(c):
+			// The same player still waits here on another socket (a tab
+			// that asked for a quick game too got this one): the game is
+			// its now. A tab waiting in it on another replica is not
+			// seen from here, and loses it.
+		case !c.awaitReturn(ctx, r):
 			c.hub.cancelWaiting(ctx, r.id, c.player, backoff{})
 		}
 	case game.Finished, game.FinishedDraw, game.Abandoned:
@@ -719,7 +743,8 @@ func (c *conn) leave() {
 // away (a phone that switched to a chat app to send it): the player finds
 // it again on coming back, and a friend who comes meanwhile starts the game
 // with the player away. It reports false for other games, which the caller
-// cancels.
+// cancels. The caller has checked that no other socket of the player is in
+// the game here.
 //
 // The player is marked away as from a game in progress, and everyone in the
 // game hears it: a page that came back on another replica before this one
@@ -728,9 +753,6 @@ func (c *conn) leave() {
 func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
 	if !r.friend.Load() {
 		return false
-	}
-	if r.hasOther(c) {
-		return true // the same player is still here on another socket
 	}
 	id, team := r.id, c.team
 	now := c.hub.opt.Now()
