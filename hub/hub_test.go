@@ -72,7 +72,7 @@ func TestFullGames(t *testing.T) {
 			o.Send(wstest.Fill(o.GameID, 2, 2))
 			o.ExpectError("game_over")
 			// Both can go on to the next game, which pairs them again.
-			wstest.Pair(t, o, x)
+			pairNext(t, o, x)
 		})
 	}
 }
@@ -488,7 +488,7 @@ func TestStatsCoalesced(t *testing.T) {
 	for range 20 {
 		// Pair one game at a time so that pairs do not cross, then play all at once.
 		for _, p := range players {
-			wstest.Pair(t, p[0], p[1])
+			pairNext(t, p[0], p[1])
 		}
 		for _, p := range players {
 			wg.Add(1)
@@ -534,7 +534,7 @@ func TestStatsPaused(t *testing.T) {
 	hidden.Ping() // the pause is in effect
 	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 	for range 3 {
-		wstest.Pair(t, x, o)
+		pairNext(t, x, o)
 		winTopRow(x, o)
 	}
 	time.Sleep(600 * time.Millisecond) // two intervals: the changes went out
@@ -550,7 +550,7 @@ func TestStatsPaused(t *testing.T) {
 	if n, v := countStats(t, hidden); n != 1 || v["totalGames"] != 3 || v["wonByX"] != 3 || v["totalMoves"] != 15 {
 		t.Errorf("on resume: %d frames ending with %v, want one with 3 games won by X in 15 moves", n, v)
 	}
-	wstest.Pair(t, x, o)
+	pairNext(t, x, o)
 	winTopRow(x, o)
 	time.Sleep(600 * time.Millisecond)
 	if _, v := countStats(t, hidden); v["totalGames"] != 4 {
@@ -581,7 +581,7 @@ func TestStatsBudget(t *testing.T) {
 	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 	begin := time.Now()
 	for time.Since(begin) < 2*time.Second {
-		wstest.Pair(t, x, o)
+		pairNext(t, x, o)
 		winTopRow(x, o)
 	}
 	busy := time.Since(begin)
@@ -598,6 +598,33 @@ func TestStatsBudget(t *testing.T) {
 	// wait it causes) and the two players' sockets.
 	if limit := int(busy.Seconds()*budget) + watchers/8 + 2 + 10; total > limit {
 		t.Errorf("%d statsUpdate frames to %d watchers in %v, want at most %d (budget %d/s)", total, watchers, busy, limit, budget)
+	}
+}
+
+// pairNext pairs a (as x) and b (as o) in a new quick game, as wstest.Pair
+// does. If they come from a game together, ended, a goes first and b, still
+// in it, hears that a left it.
+func pairNext(tb testing.TB, a, b *wstest.Client) {
+	tb.Helper()
+	if a.GameID == "" || a.GameID != b.GameID {
+		wstest.Pair(tb, a, b)
+		return
+	}
+	old, team := a.GameID, a.Team
+	a.Join()
+	a.ExpectStatus("waiting")
+	var left struct{ GameID, Team string }
+	b.Expect("playerLeft").Decode(tb, &left)
+	if got, want := left.GameID+"/"+left.Team, old+"/"+team; got != want {
+		tb.Fatalf("playerLeft %s, want %s", got, want)
+	}
+	b.Join()
+	if a.Team != "x" || b.Team != "o" || a.GameID != b.GameID {
+		tb.Fatalf("paired a=%s/%s b=%s/%s", a.GameID, a.Team, b.GameID, b.Team)
+	}
+	for _, c := range []*wstest.Client{a, b} {
+		c.Expect("playerJoin")
+		c.ExpectStatus("in-progress")
 	}
 }
 

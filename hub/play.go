@@ -216,9 +216,15 @@ func (c *conn) attach(ctx context.Context, g store.Game) error {
 	return nil
 }
 
-// switchRoom leaves the socket's current room, if any, and enters game id's.
+// switchRoom enters game id's room, as team or watching, and departs the
+// socket's current room, if any: whatever the socket goes on to, its old game
+// hears it left (see depart). A spectator that goes on to play the game it
+// watches stops watching it.
 func (c *conn) switchRoom(ctx context.Context, id string, team game.Mark, watching bool) error {
 	if c.room != nil && c.room.id == id {
+		if c.watching && !watching {
+			c.unwatch(ctx, id)
+		}
 		c.setRoom(c.room, team, watching)
 		return nil
 	}
@@ -226,12 +232,15 @@ func (c *conn) switchRoom(ctx context.Context, id string, team game.Mark, watchi
 	if err != nil {
 		return err
 	}
-	c.dropRoom()
+	c.depart(ctx, id)
 	c.setRoom(r, team, watching)
 	c.listing.Store(false)
 	return nil
 }
 
+// dropRoom takes the socket out of its room and tells nobody: for a room
+// entered a moment ago whose game was never made or joined (a failed store
+// call), or once the game knows (see depart).
 func (c *conn) dropRoom() {
 	if c.room != nil {
 		r := c.room
@@ -298,6 +307,9 @@ func (c *conn) quickMatch(ctx context.Context) error {
 		return err
 	}
 	if g.ID != id {
+		// Paired, or given the player's own waiting game back: the game
+		// that was to be opened as id never was, and nobody hears of it.
+		c.dropRoom()
 		if err := c.switchRoom(ctx, g.ID, g.Team(c.player), false); err != nil {
 			c.dropRoom() // of the game we would have opened: there is none
 			if g.Status == game.Waiting {
@@ -576,7 +588,6 @@ func (c *conn) spectate(id string) error {
 		c.enqueue(frameState(&g, game.Empty))
 		return nil
 	}
-	c.stopWatching(ctx)
 	g, err := c.hub.store.Game(ctx, id)
 	if err != nil {
 		return err
@@ -605,6 +616,11 @@ func (c *conn) stopWatching(ctx context.Context) {
 	}
 	id := c.room.id
 	c.dropRoom()
+	c.unwatch(ctx, id)
+}
+
+// unwatch takes one spectator off game id's count, and tells the game.
+func (c *conn) unwatch(ctx context.Context, id string) {
 	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) error { g.Watch(-1); return nil })
 	if err == nil {
 		c.hub.publish(ctx, &g, frameSpectators(&g))
@@ -618,18 +634,15 @@ func (c *conn) leaveGame(id string) error {
 	}
 	ctx, cancel := c.storeCtx()
 	defer cancel()
-	if c.watching {
-		c.stopWatching(ctx)
-		c.enqueue(frameLeft(id))
-		return nil
-	}
-	if c.room.status() == game.Waiting && c.room.hasOther(c) {
+	switch st := c.room.status(); {
+	case c.watching, st.Over():
+		// As when it goes anywhere else: a spectator stops watching, and
+		// the others in an ended game hear that the player left.
+		c.depart(ctx, "")
+	case st == game.Waiting && c.room.hasOther(c):
 		// The player's other tab waits in it too: the game stays, its.
 		c.dropRoom()
-		c.enqueue(frameLeft(id))
-		return nil
-	}
-	if !c.room.status().Over() {
+	default:
 		g, err := c.hub.store.Leave(ctx, id, c.player)
 		switch {
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, game.ErrOver):
@@ -644,11 +657,6 @@ func (c *conn) leaveGame(id string) error {
 			c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 		}
 		c.dropRoom()
-	} else {
-		// Out of the room first: the others hear it, not this socket.
-		r, team := c.room, c.team
-		c.dropRoom()
-		c.announceLeft(ctx, r, team)
 	}
 	c.enqueue(frameLeft(id))
 	return nil
@@ -699,42 +707,57 @@ func (c *conn) listGames() error {
 	return nil
 }
 
-// leave runs when the socket closed: a waiting game is cancelled (a
-// friend's waits a while, see awaitReturn), a game in progress waits for the
-// player to come back for the grace period, the others in an ended game hear
-// that the player left, and a spectator stops watching. A waiting game or
-// one in progress that another socket of the player is still in, here, is
-// left to it. It has a context of its own.
+// leave runs when the socket closed: the socket departs its room for good.
+// It has a context of its own.
 func (c *conn) leave() {
-	r := c.room
-	if r == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.hub.opt.StoreTimeout)
 	defer cancel()
-	if c.watching {
+	c.depart(ctx, "")
+}
+
+// depart takes the socket out of its room, if any, when it closed (next is
+// "") or goes on to game next: the game makes the same of both. A spectator
+// stops watching. The others in an ended game hear that the player left,
+// unless it left for the rematch they agreed on. A waiting game is
+// cancelled (a friend's waits a while, see awaitReturn), and a player of a
+// game in progress is marked away for the grace period, unless another
+// socket of the player is still in the game here. A tab of the player in
+// it on another replica is not seen from here: a waiting game is cancelled
+// under it.
+func (c *conn) depart(ctx context.Context, next string) {
+	r, team := c.room, c.team
+	switch {
+	case r == nil:
+		return
+	case c.watching:
 		c.stopWatching(ctx)
 		return
 	}
-	defer c.dropRoom()
-	switch r.status() {
-	case game.Waiting:
-		switch {
-		case r.hasOther(c):
-			// The same player still waits here on another socket (a tab
-			// that asked for a quick game too got this one): the game is
-			// its now. A tab waiting in it on another replica is not
-			// seen from here, and loses it.
-		case !c.awaitReturn(ctx, r):
-			c.hub.cancelWaiting(ctx, r.id, c.player, backoff{})
+	if c.ctx.Err() == nil {
+		// Live, on its way to another game: out of the room first, so that
+		// it hears nothing more of this one and does not count as present
+		// in it (see onAway and announceLeft).
+		c.dropRoom()
+	} else {
+		// Closed, so it counts for nothing already. It stays in the room
+		// until the game knows, so that a hello of the player's meanwhile
+		// finds the room without a live socket, and the game abandoned
+		// (see deserted).
+		defer c.dropRoom()
+	}
+	switch {
+	case r.status().Over():
+		if next == "" || r.rematch() != next {
+			c.announceLeft(ctx, r, team)
 		}
-	case game.Finished, game.FinishedDraw, game.Abandoned:
-		c.announceLeft(ctx, r, c.team)
-	case game.InProgress:
-		if r.hasOther(c) {
-			return // the same player is still here on another socket
-		}
-		c.hub.markAway(ctx, r.id, c.team, c.player, backoff{})
+	case r.present(team):
+		// The same player is still here on another socket (in a waiting
+		// game, a tab that asked for a quick game too got this one): the
+		// game is its.
+	case r.status() == game.InProgress:
+		c.hub.markAway(ctx, r.id, team, c.player, backoff{})
+	case !c.awaitReturn(ctx, r, team):
+		c.hub.cancelWaiting(ctx, r.id, c.player, backoff{})
 	}
 }
 
@@ -743,18 +766,18 @@ func (c *conn) leave() {
 // away (a phone that switched to a chat app to send it): the player finds
 // it again on coming back, and a friend who comes meanwhile starts the game
 // with the player away. It reports false for other games, which the caller
-// cancels. The caller has checked that no other socket of the player is in
-// the game here.
+// cancels. The caller has checked that no other socket of the player, of
+// team, is in the game here.
 //
 // The player is marked away as from a game in progress, and everyone in the
 // game hears it: a page that came back on another replica before this one
 // saw its old socket close is marked back there (onAway). This replica arms
 // the expiry itself, as a waiting game may have nobody else to arm it.
-func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
+func (c *conn) awaitReturn(ctx context.Context, r *room, team game.Mark) bool {
 	if !r.friend.Load() {
 		return false
 	}
-	id, team := r.id, c.team
+	id := r.id
 	now := c.hub.opt.Now()
 	deadline := now.Add(c.hub.opt.Grace).UnixMilli()
 	g, err := c.hub.store.Update(ctx, id, func(g *store.Game) error { return g.SetAway(c.player, deadline) })
@@ -781,7 +804,7 @@ func (c *conn) awaitReturn(ctx context.Context, r *room) bool {
 
 // announceLeft tells the others in r's ended game that its player of team,
 // this socket's, left it, so that a rematch they offer or offered is known
-// to wait in vain. The socket is out of the room, or closed.
+// to wait in vain. The socket is out of the room, or closed (see depart).
 func (c *conn) announceLeft(ctx context.Context, r *room, team game.Mark) {
 	if team == game.Empty || r.present(team) || r.bot.Load() {
 		return // a spectator, the player still here on another socket, or nobody to tell

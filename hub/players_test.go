@@ -822,25 +822,43 @@ func lapse(t *testing.T, s *server, id string) {
 }
 
 // TestRematchDeclined: a player who leaves an ended game, by going back to
-// the home screen or by closing the page, is announced to the other, whose
-// rematch offer will not be answered.
+// the home screen, by closing the page, or by going on to a new game or to
+// watch one, is announced to the other, whose rematch offer will not be
+// answered. (One who joins the rematch is not: see TestRematch.)
 func TestRematchDeclined(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{})
-	for _, how := range []string{"leaveGame", "close"} {
-		t.Run(how, func(t *testing.T) {
+	tests := []struct {
+		how   string
+		leave func(t *testing.T, o *wstest.Client)
+	}{
+		{"leaveGame", func(t *testing.T, o *wstest.Client) {
+			o.Send(map[string]any{"action": "leaveGame", "data": map[string]any{"gameId": o.GameID}})
+			o.Expect("left")
+		}},
+		{"close", func(t *testing.T, o *wstest.Client) {
+			o.WS.Close(websocket.StatusGoingAway, "closed the page")
+		}},
+		{"new game", func(t *testing.T, o *wstest.Client) {
+			o.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "bot", "level": "easy"}})
+			o.Expect("joinGame")
+		}},
+		{"spectate", func(t *testing.T, o *wstest.Client) {
+			y, z := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+			wstest.Pair(t, y, z)
+			o.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": y.GameID}})
+			expectState(t, o)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.how, func(t *testing.T) {
 			x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 			wstest.Pair(t, x, o)
 			winTopRow(x, o)
 			x.Send(map[string]any{"action": "rematch", "data": map[string]any{"gameId": x.GameID}})
 			x.Expect("rematchOffer")
 			o.Expect("rematchOffer")
-			if how == "close" {
-				o.WS.Close(websocket.StatusGoingAway, "closed the page")
-			} else {
-				o.Send(map[string]any{"action": "leaveGame", "data": map[string]any{"gameId": o.GameID}})
-				o.Expect("left")
-			}
+			tc.leave(t, o)
 			var left struct{ GameID, Team string }
 			x.Expect("playerLeft").Decode(t, &left)
 			if left.GameID != x.GameID || left.Team != "o" {

@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -12,7 +13,10 @@ import (
 	"github.com/tictac/tictac/store"
 )
 
-var awayPrefix = []byte(`{"action":"playerAway"`)
+var (
+	awayPrefix    = []byte(`{"action":"playerAway"`)
+	rematchPrefix = []byte(`{"action":"rematch",`)
+)
 
 // channel names a game's bus channel.
 func channel(gameID string) string { return "tictac:game:" + gameID }
@@ -44,6 +48,10 @@ type room struct {
 	// friend is set for a friend's game, whose wait outlives its player's
 	// socket (see awaitReturn); bot for a game against the computer.
 	friend, bot atomic.Bool
+	// next is the id of the game's rematch once its players agreed to it (a
+	// rematch frame came through), nil before: a player who goes on to it
+	// has not left them (see depart).
+	next atomic.Pointer[string]
 }
 
 func (r *room) observe(status game.Status, moves int) {
@@ -87,10 +95,33 @@ func (r *room) deliver(msg []byte) {
 		if bytes.HasPrefix(f, awayPrefix) && r.hub != nil {
 			r.hub.onAway(r, f)
 		}
+		if bytes.HasPrefix(f, rematchPrefix) {
+			r.sawRematch(f)
+		}
 		for _, c := range members {
 			c.deliver(f)
 		}
 	}
+}
+
+// sawRematch notes the rematch that frame f, a rematch frame, names.
+func (r *room) sawRematch(f []byte) {
+	var m struct {
+		Data struct {
+			NewGameID string `json:"newGameId"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(f, &m) == nil && m.Data.NewGameID != "" {
+		r.next.Store(&m.Data.NewGameID)
+	}
+}
+
+// rematch returns the id of the game's agreed rematch, or "".
+func (r *room) rematch() string {
+	if p := r.next.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // learn tells the store of game id as the line that ends a bus message

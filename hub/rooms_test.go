@@ -99,3 +99,101 @@ func waitsToo(t *testing.T, a, b *wstest.Client) {
 	}
 	b.ExpectStatus("waiting")
 }
+
+// TestSpectatorWhoMovesOn: a spectator who goes on to a game of its own, by
+// any way there is, or to watch another game, is no longer counted as
+// watching the game it left: its players see the count go back to 0.
+func TestSpectatorWhoMovesOn(t *testing.T) {
+	t.Parallel()
+	joinBot := map[string]any{"action": "joinGame", "data": map[string]any{"mode": "bot", "level": "easy"}}
+	// botGameOf starts a game against the computer on another tab of
+	// session tok, and returns its id.
+	botGameOf := func(t *testing.T, s *server, tok string) string {
+		t.Helper()
+		tab, _ := wstest.Hello(t, s.url, tok)
+		tab.Send(joinBot)
+		var j struct{ GameID string }
+		tab.Expect("joinGame").Decode(t, &j)
+		return j.GameID
+	}
+	tests := []struct {
+		name string
+		// own: the spectator's session plays X in the game it watches.
+		own  bool
+		move func(t *testing.T, s *server, w *wstest.Client, tok, watched string)
+	}{
+		{"quick game", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			w.Join()
+		}},
+		{"friend's game", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			w.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "friend"}})
+			w.Expect("joinGame")
+		}},
+		{"game against the computer", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			w.Send(joinBot)
+			w.Expect("joinGame")
+		}},
+		{"invite", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			host := wstest.Dial(t, s.url)
+			host.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "friend"}})
+			var j struct{ Invite string }
+			host.Expect("joinGame").Decode(t, &j)
+			w.Send(map[string]any{"action": "joinGame", "data": map[string]any{"invite": j.Invite}})
+			w.Expect("joinGame")
+		}},
+		{"attach to its game", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			w.Send(map[string]any{"action": "joinGame", "data": map[string]any{"gameId": botGameOf(t, s, tok)}})
+			w.Expect("joinGame")
+		}},
+		{"sync its game", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			w.Send(map[string]any{"action": "sync", "data": map[string]any{"gameId": botGameOf(t, s, tok)}})
+			w.Expect("joinGame")
+		}},
+		{"attach to the game it watches", true, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			w.Send(map[string]any{"action": "joinGame", "data": map[string]any{"gameId": watched}})
+			w.Expect("joinGame")
+		}},
+		{"watch another game", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
+			y, z := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+			wstest.Pair(t, y, z)
+			w.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": y.GameID}})
+			expectState(t, w)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, hub.Options{})
+			w, tok := wstest.Hello(t, s.url, "")
+			xtok := ""
+			if tc.own {
+				xtok = tok
+			}
+			x, _ := wstest.Hello(t, s.url, xtok)
+			o := wstest.Dial(t, s.url)
+			wstest.Pair(t, x, o)
+			w.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": x.GameID}})
+			if st := expectState(t, w); st.Team != "spectator" || st.Spectators != 1 {
+				t.Fatalf("spectator's state %+v", st)
+			}
+			for _, c := range []*wstest.Client{x, o, w} {
+				c.Expect("spectators")
+			}
+			tc.move(t, s, w, tok, x.GameID)
+			for _, c := range []*wstest.Client{x, o} {
+				var sp struct{ Count int }
+				c.Expect("spectators").Decode(t, &sp)
+				if got, want := sp.Count, 0; got != want {
+					t.Fatalf("spectators after the only one moved on: got %d, want %d", got, want)
+				}
+			}
+			g, err := s.store.Game(t.Context(), x.GameID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := g.Spectators, 0; got != want {
+				t.Errorf("stored spectators: got %d, want %d", got, want)
+			}
+		})
+	}
+}
