@@ -197,9 +197,10 @@ type Hub struct {
 	closing  bool
 	wg       sync.WaitGroup // one per socket handler
 
-	stats   statsRelay
-	metrics *metrics
-	bg      *background
+	stats     statsRelay
+	metrics   *metrics
+	bg        *background
+	reporting sync.Mutex // one report of the sockets open at a time
 }
 
 // New returns a hub that keeps games in st and reaches other replicas through bus.
@@ -288,7 +289,6 @@ func (h *Hub) register(c *conn) bool {
 	h.next = (h.next + 1) % statsSlots
 	h.conns[c.slot][c] = struct{}{}
 	h.online++
-	n := h.online
 	h.wg.Add(1)
 	// The group's full stats, taken under the lock that the fan-out takes to
 	// list the group: the socket gets either the values before an update and
@@ -297,7 +297,7 @@ func (h *Hub) register(c *conn) bool {
 		c.enqueue(*f)
 	}
 	h.mu.Unlock()
-	h.reportOnline(n)
+	h.reportOnline()
 	return true
 }
 
@@ -315,12 +315,20 @@ func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns[c.slot], c)
 	h.online--
-	n := h.online
 	h.mu.Unlock()
-	h.reportOnline(n)
+	h.reportOnline()
 }
 
-func (h *Hub) reportOnline(n int) {
+// reportOnline tells the store how many sockets are open here. One report at
+// a time, each of the count when it starts: the last one is then of the last
+// change. (A count taken with the change and reported after it could be
+// overtaken by the next change's, and stay wrong until the one after.)
+func (h *Hub) reportOnline() {
+	h.reporting.Lock()
+	defer h.reporting.Unlock()
+	h.mu.Lock()
+	n := h.online
+	h.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), h.opt.StoreTimeout)
 	defer cancel()
 	if err := h.store.SetOnline(ctx, int64(n)); err != nil {

@@ -722,3 +722,54 @@ func TestBusCarriesStoredGame(t *testing.T) {
 		t.Errorf("last game learnt:\n%+v\nstored:\n%+v", last, stored)
 	}
 }
+
+// slowOnline is the embedded store taking long to hear that one socket is
+// open, as a preemption between a count and its report would: the report
+// of one waits for release, and closes landed once it is made.
+type slowOnline struct {
+	*store.Bolt
+	release, landed chan struct{}
+	once            *sync.Once
+}
+
+func (s slowOnline) SetOnline(ctx context.Context, n int64) error {
+	if n != 1 {
+		return s.Bolt.SetOnline(ctx, n)
+	}
+	<-s.release
+	err := s.Bolt.SetOnline(ctx, n)
+	s.once.Do(func() { close(s.landed) })
+	return err
+}
+
+// TestPlayersOnlineInOrder: the count of the first socket, reported slowly,
+// does not land after the second socket's and stay.
+func TestPlayersOnlineInOrder(t *testing.T) {
+	t.Parallel()
+	slow := slowOnline{release: make(chan struct{}), landed: make(chan struct{}), once: new(sync.Once)}
+	s := newServerOn(t, hub.Options{}, func(b *store.Bolt) hub.Store { slow.Bolt = b; return slow })
+	go wstest.Dial(t, s.url)
+	for s.hub.Online() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	go wstest.Dial(t, s.url)
+	for s.hub.Online() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(slow.release)
+	<-slow.landed
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st, err := s.store.Stats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st[store.PlayersOnline] == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("playersOnline %d with %d sockets open", st[store.PlayersOnline], s.hub.Online())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
