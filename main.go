@@ -261,7 +261,7 @@ func openStore(ctx context.Context, cfg config, log *slog.Logger, reg prometheus
 		if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft", Registerer: reg, Grace: cfg.grace})
+		return store.OpenBolt(filepath.Join(cfg.dataDir, "tictac.db"), store.BoltOptions{NoSync: cfg.durability == "soft", Registerer: reg, Grace: cfg.grace, Logger: log.With("component", "store")})
 	}
 	replica := cfg.replica
 	if replica == "" {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -66,6 +67,9 @@ type BoltOptions struct {
 	// Registerer, when set, gets the store's metrics: the log's fdatasync
 	// latency, batch sizes and checkpoint times.
 	Registerer prometheus.Registerer
+	// Logger gets what the store has to tell the operator: a damaged log
+	// at open. Nothing is logged if nil.
+	Logger *slog.Logger
 	// Grace is how long the player of a friend's game, left waiting by a
 	// process that stopped without marking the player away (a crash), has
 	// to come back to it after the store opens; 0 cancels such games.
@@ -95,6 +99,7 @@ type Bolt struct {
 	cur     int
 	now     func() time.Time
 	grace   time.Duration // see BoltOptions.Grace
+	log     *slog.Logger
 	metrics *boltMetrics
 	// ops queues writes for the committer. It holds a batch's worth so
 	// that a write submitted while the committer syncs does not block: a
@@ -226,7 +231,7 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 			}
 		}
 	}
-	s := &Bolt{db: db, now: opt.Now, grace: opt.Grace, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
+	s := &Bolt{db: db, now: opt.Now, grace: opt.Grace, log: opt.Logger, ops: make(chan *op, maxBatch), quit: make(chan struct{}), done: make(chan struct{}),
 		cache: make(map[string]*cached), over: make(map[string]bool), staged: make(map[string]*cached), metrics: newBoltMetrics(opt.Registerer),
 		ckptDone: make(chan ckptResult, 1)}
 	closeAll := func() {
@@ -248,6 +253,9 @@ func OpenBolt(path string, opt BoltOptions) (*Bolt, error) {
 	}
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	if err := s.recoverOpen(); err != nil {
 		if s.tx != nil {
@@ -435,6 +443,10 @@ func (s *Bolt) replay() error {
 		})
 		if err != nil {
 			return fmt.Errorf("replay log: %w", err)
+		}
+		if w.damaged != 0 {
+			s.log.Error("write-ahead log damaged: replayed up to the record before, and the writes logged from there on are lost; the disk may be failing",
+				"file", w.f.Name(), "record", w.damaged)
 		}
 	}
 	slices.SortFunc(recs, func(a, b record) int { return cmp.Compare(a.seq, b.seq) })

@@ -147,21 +147,6 @@ func TestBoltMovesDuringCheckpoint(t *testing.T) {
 	}
 }
 
-// walRecords returns the seqs of the records in the log file at path.
-func walRecords(tb testing.TB, path string) []uint64 {
-	tb.Helper()
-	w, err := openWAL(path, false)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer w.close()
-	var seqs []uint64
-	if err := w.records(func(seq uint64, _ []byte) error { seqs = append(seqs, seq); return nil }); err != nil {
-		tb.Fatal(err)
-	}
-	return seqs
-}
-
 // TestBoltCrashDuringCheckpoint: crash images taken while a checkpoint's
 // commit is in flight (the records it commits in one log file, the moves
 // made meanwhile in the other) and after it landed reopen with every

@@ -36,7 +36,9 @@ import (
 //
 // Reading stops at the first record that is torn (short or failing its
 // checksum), zero (preallocated space), or whose seq does not follow the
-// previous one (left over from before the last checkpoint).
+// previous one (left over from before the last checkpoint). A record failing
+// its checksum before a whole one is damage, not a crash's torn tail: the
+// store still opens, as databases do, and logs what it lost.
 
 // Entry kinds.
 const (
@@ -71,6 +73,9 @@ type wal struct {
 	buf  []byte
 	// synced, when set, is told how long each append's fdatasync took.
 	synced func(time.Duration)
+	// damaged is the seq of the record at which records last stopped, if
+	// that failed its checksum while the record after it is whole.
+	damaged uint64
 }
 
 // openWAL opens or creates the log at path, zero-filled to walInitial. It
@@ -150,7 +155,13 @@ func (w *wal) records(fn func(seq uint64, payload []byte) error) error {
 			return err
 		}
 		if crc32.Checksum(body, crcTable) != sum {
-			return nil // torn
+			// Torn, as the last record of a crash is; or damaged, if an
+			// intact record follows it, which a log that syncs each record
+			// before the next one never leaves. Either way it ends the log.
+			if w.intact(off+8+int64(n), seq+1) {
+				w.damaged = seq
+			}
+			return nil
 		}
 		if err := fn(seq, body[8:]); err != nil {
 			return err
@@ -158,6 +169,23 @@ func (w *wal) records(fn func(seq uint64, payload []byte) error) error {
 		first, prev = false, seq
 		off += 8 + int64(n)
 	}
+}
+
+// intact reports whether a whole record with seq starts at off.
+func (w *wal) intact(off int64, seq uint64) bool {
+	var hdr [walHeader]byte
+	if _, err := w.f.ReadAt(hdr[:], off); err != nil {
+		return false
+	}
+	n := binary.LittleEndian.Uint32(hdr[0:4])
+	if n < 8 || n > walMaxRecord || int64(n) > w.size-off-8 || binary.LittleEndian.Uint64(hdr[8:16]) != seq {
+		return false
+	}
+	body := make([]byte, n)
+	if _, err := w.f.ReadAt(body, off+8); err != nil {
+		return false
+	}
+	return crc32.Checksum(body, crcTable) == binary.LittleEndian.Uint32(hdr[4:8])
 }
 
 // append writes one record and, if the log syncs, waits for it to be on disk.
