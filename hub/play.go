@@ -440,7 +440,7 @@ func (c *conn) move(req request) error {
 		// ever, and the computer would never answer it. So the game is
 		// told again, as it is now (g); it is not counted as ended again,
 		// which the first attempt may have done.
-		c.enqueue(frameMoveAck(g.ID, req.moveID, g.MoveNumber(req.moveID)))
+		c.enqueue(frameMoveAck(g.ID, req.moveID, g.MoveNumber(c.team, req.moveID)))
 		return c.hub.tell(ctx, g)
 	}
 	if err != nil {

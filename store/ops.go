@@ -49,10 +49,11 @@ func (g *Game) PlayMove(player string, x, y int, moveID string, now time.Time) e
 	return nil
 }
 
-// MoveNumber returns the move number at which moveID was applied, or 0.
-func (g *Game) MoveNumber(moveID string) int {
+// MoveNumber returns the move number at which team's moveID was applied, or
+// 0. Each player's ids are its own (see PlayMove).
+func (g *Game) MoveNumber(team game.Mark, moveID string) int {
 	for i, m := range g.History {
-		if moveID != "" && m.ID == moveID {
+		if moveID != "" && m.ID == moveID && m.Team == team {
 			return i + 1
 		}
 	}

@@ -538,7 +538,7 @@ func TestRethinkOldDocuments(t *testing.T) {
 		t.Fatalf("SetAway = %v, %v", g.Away, err)
 	}
 	loaded, err := s.Game(t.Context(), "old1")
-	if err != nil || loaded.Version != 2 || loaded.Away != [2]int64{5, 0} || loaded.MoveNumber("m") != 2 {
+	if err != nil || loaded.Version != 2 || loaded.Away != [2]int64{5, 0} || loaded.MoveNumber(game.O, "m") != 2 {
 		t.Fatalf("stored %+v, %v", loaded, err)
 	}
 	if live, err := s.Live(t.Context(), 10); err != nil || len(live) != 1 || live[0].ID != "old1" {

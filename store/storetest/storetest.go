@@ -410,12 +410,17 @@ func testMoveIDs(t *testing.T, s Store) {
 		t.Fatalf("Move = %d moves, %v", first.Moves, err)
 	}
 	again, err := s.Move(ctx(t), g.ID, x, 1, 1, "m1")
-	if !errors.Is(err, store.ErrDuplicateMove) || again.Moves != 1 || again.MoveNumber("m1") != 1 {
+	if !errors.Is(err, store.ErrDuplicateMove) || again.Moves != 1 || again.MoveNumber(game.X, "m1") != 1 {
 		t.Fatalf("resent move = %d moves, %v; want ErrDuplicateMove with the game unchanged", again.Moves, err)
 	}
-	// The same id from the other player is another move.
+	// The same id from the other player is another move, with its own
+	// number when it is resent.
 	if g, err = s.Move(ctx(t), g.ID, o, 0, 0, "m1"); err != nil || g.Moves != 2 {
 		t.Fatalf("o's move m1 = %d moves, %v", g.Moves, err)
+	}
+	again, err = s.Move(ctx(t), g.ID, o, 0, 0, "m1")
+	if !errors.Is(err, store.ErrDuplicateMove) || again.MoveNumber(game.O, "m1") != 2 || again.MoveNumber(game.X, "m1") != 1 {
+		t.Fatalf("o's resent m1 = %v, numbered %d (x's %d); want ErrDuplicateMove, 2 (1)", err, again.MoveNumber(game.O, "m1"), again.MoveNumber(game.X, "m1"))
 	}
 	eventually(t, s, store.Stats{store.TotalGames: 1, store.TotalMoves: 2, store.GamesInProgress: 1})
 }
