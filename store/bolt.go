@@ -1034,8 +1034,13 @@ func (s *Bolt) Checkpoint(ctx context.Context) error {
 
 var errStop = errors.New("stop")
 
-// Stats returns the current statistics.
-func (s *Bolt) Stats(ctx context.Context) (Stats, error) { return s.feed.current(), nil }
+// Stats returns the current statistics; ErrClosed once the store is closed.
+func (s *Bolt) Stats(ctx context.Context) (Stats, error) {
+	if err := s.Ping(ctx); err != nil {
+		return Stats{}, fmt.Errorf("stats: %w", err)
+	}
+	return s.feed.current(), nil
+}
 
 // WatchStats subscribes to the statistics: the current value first, then each
 // change. The subscription ends with ctx, with Close, or when the store closes.
@@ -1050,8 +1055,12 @@ func (s *Bolt) WatchStats(ctx context.Context) (*Subscription, error) {
 	return sub, nil
 }
 
-// SetOnline sets the PlayersOnline gauge to n, the number of connected players.
+// SetOnline sets the PlayersOnline gauge to n, the number of connected
+// players; ErrClosed once the store is closed.
 func (s *Bolt) SetOnline(ctx context.Context, n int64) error {
+	if err := s.Ping(ctx); err != nil {
+		return fmt.Errorf("set online: %w", err)
+	}
 	s.online.Store(n)
 	s.publish()
 	return nil

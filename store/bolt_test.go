@@ -75,6 +75,13 @@ func TestBoltRestart(t *testing.T) {
 	if _, err := s.Move(ctx, "g1", "o", 2, 2, ""); !errors.Is(err, store.ErrClosed) {
 		t.Errorf("Move on a closed store = %v, want ErrClosed", err)
 	}
+	// As RethinkDB answers.
+	if _, err := s.Stats(ctx); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("Stats on a closed store = %v, want ErrClosed", err)
+	}
+	if err := s.SetOnline(ctx, 1); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("SetOnline on a closed store = %v, want ErrClosed", err)
+	}
 
 	s = openBolt(t, path, store.BoltOptions{})
 	defer s.Close()

@@ -219,9 +219,10 @@ func (s *Subscription) Close() { s.cancel() }
 
 // feed fans stats out to subscriptions without ever blocking the writer.
 type feed struct {
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
-	last Stats
+	mu     sync.Mutex
+	subs   map[*Subscription]struct{}
+	last   Stats
+	closed bool // by closeAll: a later subscription is closed at once
 }
 
 func (f *feed) current() Stats {
@@ -266,19 +267,24 @@ func (f *feed) subscribe() *Subscription {
 		})
 	}
 	f.mu.Lock()
+	defer f.mu.Unlock()
+	sub.ch <- f.last
+	if f.closed {
+		// Subscribed as the store closed: it ends as the others did.
+		once.Do(func() { close(sub.ch) })
+		return sub
+	}
 	if f.subs == nil {
 		f.subs = make(map[*Subscription]struct{})
 	}
 	f.subs[sub] = struct{}{}
-	sub.ch <- f.last
-	f.mu.Unlock()
 	return sub
 }
 
 func (f *feed) closeAll() {
 	f.mu.Lock()
 	subs := f.subs
-	f.subs = nil
+	f.subs, f.closed = nil, true
 	f.mu.Unlock()
 	for sub := range subs {
 		sub.cancel()
