@@ -42,6 +42,15 @@ func expectState(t *testing.T, c *wstest.Client) state {
 	return s
 }
 
+// watchNew pairs two new players on url and has w watch their game.
+func watchNew(t *testing.T, url string, w *wstest.Client) {
+	t.Helper()
+	y, z := wstest.Dial(t, url), wstest.Dial(t, url)
+	wstest.Pair(t, y, z)
+	w.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": y.GameID}})
+	expectState(t, w)
+}
+
 // TestResume: a player whose socket drops comes back with its session token
 // to the same game, with its full state; the opponent sees it go and return.
 func TestResume(t *testing.T) {
@@ -843,12 +852,7 @@ func TestRematchDeclined(t *testing.T) {
 			o.Send(map[string]any{"action": "joinGame", "data": map[string]any{"mode": "bot", "level": "easy"}})
 			o.Expect("joinGame")
 		}},
-		{"spectate", func(t *testing.T, o *wstest.Client) {
-			y, z := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
-			wstest.Pair(t, y, z)
-			o.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": y.GameID}})
-			expectState(t, o)
-		}},
+		{"spectate", func(t *testing.T, o *wstest.Client) { watchNew(t, s.url, o) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.how, func(t *testing.T) {

@@ -154,10 +154,7 @@ func TestSpectatorWhoMovesOn(t *testing.T) {
 			w.Expect("joinGame")
 		}},
 		{"watch another game", false, func(t *testing.T, s *server, w *wstest.Client, tok, watched string) {
-			y, z := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
-			wstest.Pair(t, y, z)
-			w.Send(map[string]any{"action": "spectate", "data": map[string]any{"gameId": y.GameID}})
-			expectState(t, w)
+			watchNew(t, s.url, w)
 		}},
 	}
 	for _, tc := range tests {
