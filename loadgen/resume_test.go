@@ -67,12 +67,14 @@ func TestPlayResume(t *testing.T) {
 	t.Logf("%d games, %d acked moves, %d disconnects, %d resends, %d unfinished, errors %v",
 		len(rep.Acked), moves, rep.Disconnects, rep.Resends, rep.Unfinished, rep.ErrorCodes)
 	if rep.Disconnects < 40 || len(rep.Acked) < 20 || rep.Unfinished != 0 {
-		t.Errorf("%d disconnects, %d games, %d unfinished: want every player cut off, games played and finished", rep.Disconnects, len(rep.Acked), rep.Unfinished)
+		t.Errorf("%d disconnects, %d games, %d unfinished %v: want every player cut off, games played and finished",
+			rep.Disconnects, len(rep.Acked), rep.Unfinished, rep.UnfinishedGames)
 	}
 	// Every game the players were in has ended.
 	err = st.Games(t.Context(), func(g store.Game) bool {
 		if !g.Status.Over() {
-			t.Errorf("game %s is %s after the players finished", g.ID, g.Status)
+			t.Errorf("game %s is %s after the players finished: x %s, o %s, %d moves, away %v, version %d, created %s, started %s",
+				g.ID, g.Status, g.PlayerX, g.PlayerO, g.Moves, g.Away, g.Version, g.Created.Format(time.StampMilli), g.Started.Format(time.StampMilli))
 		}
 		return true
 	})
