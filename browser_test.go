@@ -156,6 +156,14 @@ func (p *page) waitText(sel, want string) {
 	p.t.Fatalf("%s: %s says %q, want %q", p.name, sel, got, want)
 }
 
+// focused returns the id of the element that has keyboard focus ("" for none).
+func (p *page) focused() string {
+	p.t.Helper()
+	var id string
+	p.run(chromedp.Evaluate(`document.activeElement?.id ?? ''`, &id))
+	return id
+}
+
 // board returns the board as the page describes it to screen readers.
 func (p *page) board() string {
 	p.t.Helper()
@@ -276,9 +284,18 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("after a reload the invite link is %q, want %q", again, link)
 		}
 		a.shot("invite-after-reload")
+		// The host copies the link with the keyboard; when the friend comes,
+		// the Copy button goes and focus goes to the board, where the first
+		// move is played (not to Resign, where one Enter would offer to give up).
+		a.run(chromedp.SendKeys("#copy-invite", kb.Enter, chromedp.ByQuery))
+		a.waitText("#copy-status", "Link")
 		b := openPageAt(t, "friend", link, phone)
 		a.waitText("#status", "Your turn")
 		b.waitText("#status", "Opponent")
+		if got := a.focused(); got != "board" {
+			a.shot("focus")
+			t.Errorf("when the friend joined, focus is on %q, want the board", got)
+		}
 		a.clickCell(2, 2)
 		b.waitText("#status", "Your turn")
 		b.shot("joined")

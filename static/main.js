@@ -421,6 +421,13 @@ function moveFocus(prev, next, a) {
     if (homeSection.contains(a) || lobbySection.contains(a)) canvas.focus({ preventScroll: true });
     return;
   }
+  // Play starts (an opponent or a friend came, a rematch began): the board is
+  // what to act on now, not the button the wait left focus on.
+  if (next.phase === 'playing' && (prev.phase === 'joining' || prev.phase === 'waiting') &&
+      gameSection.contains(a) && a !== canvas) {
+    canvas.focus({ preventScroll: true });
+    return;
+  }
   // A friend's game was just created from the board: the link is what to act on.
   if (next.invite && !prev.invite && a === canvas) document.getElementById('copy-invite').focus({ preventScroll: true });
   // The game ended under a keyboard player: offer what comes next.

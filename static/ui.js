@@ -237,9 +237,11 @@ export function createUI({ onRematch, onNewGame, onResign, onCancel, onLeave }) 
     if (hadFocus && !section.hidden && (focused.closest('[hidden]') || focused.disabled)) focusAction();
   }
 
-  /** focusAction moves focus to the first action on offer, or the board. */
+  /** focusAction moves focus to what comes next: the board while a game is
+   *  played, else the first action on offer (or the board). Resign is never
+   *  where focus lands by itself: one Enter too many would offer to give up. */
   function focusAction() {
-    const order = [el.rematch, el.newGame, el.leave, el.cancel, el.resign];
+    const order = last?.phase === 'playing' ? [] : [el.rematch, el.newGame, el.leave, el.cancel];
     const target = order.find((b) => !b.hidden) ?? el.board;
     target.focus({ preventScroll: true });
   }
