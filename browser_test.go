@@ -164,6 +164,14 @@ func (p *page) focused() string {
 	return id
 }
 
+// scrollY returns how far down the page is scrolled, in CSS pixels.
+func (p *page) scrollY() float64 {
+	p.t.Helper()
+	var y float64
+	p.run(chromedp.Evaluate(`window.scrollY`, &y))
+	return y
+}
+
 // board returns the board as the page describes it to screen readers.
 func (p *page) board() string {
 	p.t.Helper()
@@ -404,8 +412,19 @@ func TestBrowser(t *testing.T) {
 		id := ""
 		var ok bool
 		w.run(chromedp.AttributeValue("#live-games li.live-game:last-child", "data-game-id", &id, &ok, chromedp.ByQuery))
+		// On a phone the list is far down the home screen: the game opens at
+		// its top, not at the scroll position the list was at.
+		var scrolled float64
+		w.run(chromedp.Evaluate(`window.scrollTo(0, document.documentElement.scrollHeight); window.scrollY`, &scrolled))
+		if scrolled == 0 {
+			t.Errorf("the phone's home screen does not scroll: the test checks nothing")
+		}
 		w.click(fmt.Sprintf(`#live-games button.watch[data-game-id=%q]`, id))
 		w.run(chromedp.WaitVisible("#watching", chromedp.ByQuery))
+		if y := w.scrollY(); y != 0 {
+			w.shot("scrolled")
+			t.Errorf("the game screen opened scrolled by %vpx, want its top", y)
+		}
 		a.waitText("#spectators", "1 watching")
 		b.clickCell(0, 0)
 		deadline := time.Now().Add(10 * time.Second)

@@ -332,6 +332,9 @@ function dispatch(event) {
   // already have lost focus afterwards.
   const focused = document.activeElement;
   paint();
+  // A new screen starts at its top, not at the old one's scroll position
+  // (on a phone that can be anywhere down the home screen or the game).
+  if ((prev.phase === 'home') !== (state.phase === 'home')) window.scrollTo(0, 0);
   moveFocus(prev, state, focused);
 }
 
