@@ -215,9 +215,11 @@ function receive(msg) {
     case 'updateWinner':
       // Our view skipped a move (a frame lost between replicas, a sleepy
       // tab): the full state fills the gap.
+      // An updateGrid or an ack names the move it makes, one beyond the grid
+      // we show (an ack usually arrives before the grid of its move): further
+      // on, we missed one.
       if (data?.gameId === state.gameId && Number.isInteger(data?.move) &&
-          // An ack names the move it became: beyond ours, we missed its updateGrid.
-          data.move > state.move + (action === 'updateGrid' ? 1 : 0)) {
+          data.move > state.move + (action === 'updateGrid' || action === 'moveAck' ? 1 : 0)) {
         socket.send({ action: 'sync', data: { gameId: state.gameId } });
       }
       break;

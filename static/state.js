@@ -171,6 +171,7 @@ export function reduce(state, { action, data }) {
       const away = validAway(data.opponentAway) && data.opponentAway.team !== team
         ? { team: data.opponentAway.team, deadline: localDeadline(data.opponentAway.deadline, data.now) } : null;
       const sameGame = data.gameId === state.gameId;
+      const grid = validGrid(data.grid) ? data.grid.map((col) => col.slice()) : emptyGrid();
       return {
         ...state,
         ...emptyGame(),
@@ -183,7 +184,7 @@ export function reduce(state, { action, data }) {
         level: LEVELS.has(data.level) ? data.level : null,
         opponent: data.mode === 'bot' ? 'bot' : 'human',
         status: data.status,
-        grid: validGrid(data.grid) ? data.grid.map((col) => col.slice()) : emptyGrid(),
+        grid,
         move: Number.isInteger(data.move) ? data.move : 0,
         last: validLast(data.last) ? { ...data.last } : null,
         winner: phase === 'over' ? (isMark(data.winner) ? data.winner : null) : undefined,
@@ -196,8 +197,8 @@ export function reduce(state, { action, data }) {
           x: data.rematch?.x === true,
           o: data.rematch?.o === true,
         },
-        // Moves of this game still unacknowledged are resent by main.js; others are moot.
-        pending: phase === 'playing' ? state.pending.filter((m) => m.gameId === data.gameId) : [],
+        // Moves of this game not on its grid yet are resent by main.js; others are moot.
+        pending: phase === 'playing' ? unplayed(state.pending.filter((m) => m.gameId === data.gameId), grid) : [],
       };
     }
 
@@ -221,10 +222,8 @@ export function reduce(state, { action, data }) {
       const last = validLast(data.last) ? { ...data.last } : null;
       // The grid shows our move: it landed even if its ack got lost (or the
       // server is too old to send acks), so stop holding it.
-      const pending = last
-        ? state.pending.filter((m) => !(m.x === last.x && m.y === last.y && m.team === last.team))
-        : state.pending;
-      return { ...state, grid: data.grid.map((col) => col.slice()), move: data.move, last, pending };
+      const grid = data.grid.map((col) => col.slice());
+      return { ...state, grid, move: data.move, last, pending: unplayed(state.pending, grid) };
     }
 
     case 'updateWinner':
@@ -241,6 +240,12 @@ export function reduce(state, { action, data }) {
     case 'moveAck':
       if (!data || typeof data.moveId !== 'string') return state;
       if (!state.pending.some((m) => m.moveId === data.moveId)) return state;
+      // The ack comes straight back, the grid that shows the move through the
+      // game's room, usually just after. Until it does the move is still
+      // ours to draw and the turn not the opponent's yet: dropping it here
+      // would blank the mark and offer a turn that is not ours. (A grid that
+      // never comes: the move is resent, and the server tells the game again.)
+      if (Number.isInteger(data.move) && data.move > state.move) return state;
       return { ...state, pending: state.pending.filter((m) => m.moveId !== data.moveId) };
 
     case 'playerAway':
@@ -299,6 +304,13 @@ export function reduce(state, { action, data }) {
     default:
       return state; // playerJoin, left, session, gameList, statsUpdate and pong change no game state here.
   }
+}
+
+// unplayed keeps the pending moves whose square is still empty on grid: a
+// filled one was ours landing (only our turn lets us send one).
+function unplayed(pending, grid) {
+  const kept = pending.filter((m) => grid[m.x]?.[m.y] === null);
+  return kept.length === pending.length ? pending : kept;
 }
 
 function forThisGame(state, data) {
