@@ -92,13 +92,19 @@ func openPage(t *testing.T, name, url string, s screen) *page {
 }
 
 // trackSockets makes the page keep every WebSocket it opens in
-// window.__sockets, for dropSockets.
+// window.__sockets, for dropSockets, and hold what it sends for
+// window.__sendDelay ms when a test sets it, as a slow uplink would.
 var trackSockets = chromedp.ActionFunc(func(ctx context.Context) error {
 	_, err := cdppage.AddScriptToEvaluateOnNewDocument(`(() => {
 		const Native = window.WebSocket;
 		window.__sockets = [];
+		window.__sendDelay = 0;
 		window.WebSocket = class extends Native {
 			constructor(...args) { super(...args); window.__sockets.push(this); }
+			send(data) {
+				if (!window.__sendDelay) return super.send(data);
+				setTimeout(() => { if (this.readyState === Native.OPEN) super.send(data); }, window.__sendDelay);
+			}
 		};
 	})();`).Do(ctx)
 	return err
@@ -181,11 +187,17 @@ func (p *page) board() string {
 	return label
 }
 
-// clickCell clicks square (x, y) of the canvas board: the grid starts 5% in
-// from each edge and each square is 30% of the width.
+// clickCell clicks square (x, y) of the canvas board once it is ours to play.
 func (p *page) clickCell(x, y int) {
 	p.t.Helper()
 	p.run(chromedp.WaitVisible(`#board[data-playable="true"]`, chromedp.ByQuery))
+	p.clickCellNow(x, y)
+}
+
+// clickCellNow clicks square (x, y) of the canvas board, playable or not: the
+// grid starts 5% in from each edge and each square is 30% of the width.
+func (p *page) clickCellNow(x, y int) {
+	p.t.Helper()
 	var rect struct{ X, Y, W float64 }
 	p.run(chromedp.Evaluate(`(() => { const r = document.querySelector('#board').getBoundingClientRect(); return {X: r.left, Y: r.top, W: r.width}; })()`, &rect))
 	cx := rect.X + rect.W*(0.05+0.3*(float64(x)+0.5))
@@ -359,6 +371,33 @@ func TestBrowser(t *testing.T) {
 		a.shot("vs-computer")
 		if strings.Contains(status, "You won") {
 			t.Errorf("the hard computer lost: %q", status)
+		}
+	})
+
+	t.Run("a move on its way says so", func(t *testing.T) {
+		a := openPage(t, "slow", base, desktop)
+		a.click("#mode-bot-easy")
+		a.waitText("#status", "Your turn")
+		a.run(chromedp.Evaluate(`window.__sendDelay = 2000`, nil))
+		a.clickCell(1, 1)
+		// Sent, not on the server's board yet: not our turn any more, and
+		// not the computer's yet.
+		a.waitText("#status", "Sending your move")
+		var tone string
+		var ok bool
+		a.run(chromedp.AttributeValue("#status", "data-tone", &tone, &ok, chromedp.ByQuery))
+		if tone != "" {
+			t.Errorf("status tone %q while the move is on its way, want none (the turn colour is for our turn)", tone)
+		}
+		a.shot("pending")
+		// A second square meanwhile is not played, and the page says why.
+		a.clickCellNow(0, 0)
+		a.waitText("#toast", "on its way")
+		a.run(chromedp.Evaluate(`window.__sendDelay = 0`, nil))
+		a.waitStatus("Computer", "Your turn")
+		// The computer may take that square; an X there is the second click.
+		if label := a.board(); strings.Contains(label, "Top row: X") {
+			t.Errorf("the click made while the first move was on its way was played: %q", label)
 		}
 	})
 

@@ -119,8 +119,12 @@ function play({ x, y }) {
     return;
   }
   // Say why nothing happened instead of sending a move the server will refuse.
-  if (state.phase !== 'playing' || !isSeated(state) || state.pending.length) return;
-  if (state.team !== turn(state)) {
+  if (state.phase !== 'playing' || !isSeated(state)) return;
+  if (state.pending.length) {
+    ui.showError('Your move is still on its way. One moment.');
+  } else if (!state.connected) {
+    ui.showError('Not connected. Moves can be played once the connection is back.');
+  } else if (state.team !== turn(state)) {
     ui.showError(state.mode === 'bot' ? "It's the computer's turn." : "It's your opponent's turn.");
   } else if (state.grid[x][y]) {
     ui.showError('That square is taken.');

@@ -46,6 +46,9 @@ export function statusLine(state) {
       // Our seat is kept while we are away; moves wait until we are back.
       if (!state.connected && isSeated(state)) return ['Connection lost — reconnecting…', 'bad'];
       if (!isSeated(state)) return [`${upper(turn(state))} to move`, ''];
+      // Not our turn any more, not the opponent's yet: the server has not
+      // shown the move on the board.
+      if (state.pending.length) return ['Sending your move…', ''];
       if (state.team === turn(state)) return ['Your turn', 'good'];
       return [bot ? 'Computer is thinking…' : "Opponent's turn", ''];
     case 'over':
