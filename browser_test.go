@@ -281,6 +281,11 @@ func TestBrowser(t *testing.T) {
 		if label := a.board(); !strings.Contains(strings.ToLower(label), "x") {
 			t.Errorf("resumed board %q lacks the x played before the reload", label)
 		}
+		// Screen readers hear the game is back, and whose seat it is once.
+		a.waitText("#announcer", "Back in your game")
+		if said := a.text("#announcer"); strings.Count(said, "You are X") != 1 {
+			t.Errorf("after the reload the page announced %q, want \"You are X\" once", said)
+		}
 		a.shot("resumed")
 		b.clickCell(0, 0)
 		a.waitText("#status", "Your turn")

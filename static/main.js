@@ -370,9 +370,14 @@ function narrate(prev, next, action) {
       else if (prev.intent?.kind === 'rematch') intro = 'Rematch started.';
       // The friend who opened the link always joins as O.
       else if (next.mode === 'friend') intro = next.team === 'o' ? "You joined your friend's game." : 'Your friend joined.';
-      if (resumed) intro = '';
-      const go = next.team === turn(next) ? 'Your turn.' : `${bot ? 'The computer' : mover} moves first.`;
-      ui.announce(`${intro} You are ${next.team.toUpperCase()}. ${next.move === 0 ? go : (next.team === turn(next) ? 'Your turn.' : '')}`.trim());
+      const mine = next.team === turn(next);
+      if (newGame && resumed) {
+        // "Back in your game. You are X." was said above: only whose turn it is.
+        ui.announce(mine ? 'Your turn.' : `${bot ? "The computer's" : "Your opponent's"} turn.`);
+      } else {
+        const go = mine ? 'Your turn.' : `${bot ? 'The computer' : mover} moves first.`;
+        ui.announce(`${intro} You are ${next.team.toUpperCase()}. ${next.move === 0 ? go : (mine ? 'Your turn.' : '')}`.trim());
+      }
     }
   }
   if (!newGame && next.move > prev.move && next.last) {
