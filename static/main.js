@@ -349,7 +349,9 @@ function narrate(prev, next, action) {
   const newGame = next.gameId && next.gameId !== prev.gameId;
   const bot = next.mode === 'bot';
   const seated = isSeated(next);
-  if (next.phase === 'home' && prev.phase !== 'home' && next.notice) ui.announce(next.notice);
+  // A new notice, whether it sent us home (a refused join) or greets a page
+  // opened on a bad invite link (home already).
+  if (next.phase === 'home' && next.notice && next.notice !== prev.notice) ui.announce(next.notice);
 
   const resumed = action === 'state' && prev.phase !== 'joining' && prev.intent?.kind !== 'rematch';
   if (newGame && resumed) {
