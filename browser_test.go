@@ -379,6 +379,21 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("a bad invite link says so", func(t *testing.T) {
+		// A code mangled by a chat app, or cut short: through NGINX the
+		// server serves the page, which says (and announces) the link is bad.
+		for _, path := range []string{"/g/!!bad", "/g/abc/", "/g/"} {
+			p := openPage(t, "bad", base+path, phone)
+			p.waitText("#home-notice", "isn't valid")
+			p.waitText("#announcer", "isn't valid")
+			var at string
+			p.run(chromedp.Evaluate(`location.pathname`, &at))
+			if at != "/" {
+				t.Errorf("%s: the page stays at %s, want / (a reload should not try the link again)", path, at)
+			}
+		}
+	})
+
 	t.Run("a move on its way says so", func(t *testing.T) {
 		a := openPage(t, "slow", base, desktop)
 		a.click("#mode-bot-easy")

@@ -470,8 +470,10 @@ func routes(h http.Handler, static fs.FS, metrics http.Handler, ready func(conte
 	r.Handle("/live", h)
 	r.Handle("/live/", h)
 	files := http.FileServerFS(static)
-	// An invite link is the page itself; the client reads the code from the path.
-	r.Get("/g/{code}", func(w http.ResponseWriter, r *http.Request) {
+	// An invite link is the page itself; the client reads the code from the
+	// path. Anything under /g/ is one (/g/, /g/<code>/, a mangled code): the
+	// page says when a link is bad, which a bare 404 would not.
+	r.Get("/g/*", func(w http.ResponseWriter, r *http.Request) {
 		setPageHeaders(w.Header())
 		w.Header().Set("Cache-Control", "no-cache")
 		http.ServeFileFS(w, r, static, "index.html")

@@ -125,6 +125,18 @@ func TestServesClient(t *testing.T) {
 			t.Errorf("GET %s: body lacks %q", tt.path, tt.contains)
 		}
 	}
+	// Anything under /g/ is an invite link, the page itself: the client
+	// tells a bad link from a good one and says so. (A malformed escape,
+	// /g/%zz, gets net/http's 400 before any handler runs.)
+	for _, path := range []string{"/g/abcd2345", "/g/abcd2345/", "/g/", "/g/!!bad", "/g/abc", "/g/a/b", "/g/%E0%A4"} {
+		resp, body := get(t, a.base+path)
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(body, "<canvas") {
+			t.Errorf("GET %s: %d %s, want the page", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-cache" {
+			t.Errorf("GET %s: Cache-Control %q, want no-cache", path, cc)
+		}
+	}
 	if resp, _ := get(t, a.base+"/nope.js"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET /nope.js: %d, want 404", resp.StatusCode)
 	}

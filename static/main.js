@@ -502,12 +502,14 @@ setInterval(() => {
 // ---- start ----
 
 // /g/<code> is an invite link: join that friend's game straight away.
-// Anything else starts at home; a resumed game arrives by itself after hello.
-const invitePath = location.pathname.match(/^\/g\/([^/]*)\/?$/);
-if (invitePath) {
+// Anything else under /g/ is a link broken on its way (the server serves the
+// page for all of them). Other paths start at home; a resumed game arrives
+// by itself after hello.
+if (location.pathname.startsWith('/g/')) {
+  const invitePath = location.pathname.match(/^\/g\/([^/]+)\/?$/);
   let code = '';
   try {
-    code = decodeURIComponent(invitePath[1]);
+    code = invitePath ? decodeURIComponent(invitePath[1]) : '';
   } catch {
     code = ''; // malformed escapes: treated as a bad link below
   }
