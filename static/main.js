@@ -491,7 +491,7 @@ setInterval(() => {
   const now = Date.now();
   if (state.away) {
     ui.render(state, now);
-    if (!awayWarned && isSeated(state) && state.away.deadline - now <= 10_000 && state.away.deadline > now) {
+    if (!awayWarned && state.connected && isSeated(state) && state.away.deadline - now <= 10_000 && state.away.deadline > now) {
       awayWarned = true;
       ui.announce(awayLine(state, now).replace(' s', ' seconds') + '.');
     }

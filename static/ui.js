@@ -92,7 +92,11 @@ function resultLine(state) {
 
 /** awayLine is the countdown sentence while a player is disconnected, or "". */
 export function awayLine(state, now) {
-  if (state.phase !== 'playing' || !state.away) return '';
+  if (state.phase !== 'playing') return '';
+  // Our own connection dropped: the server keeps our seat for its grace
+  // period (it does not tell us how long), then we forfeit.
+  if (!state.connected && isSeated(state)) return 'Your game is kept for a short while — after that, you forfeit';
+  if (!state.away) return '';
   const secs = Math.max(0, Math.ceil((state.away.deadline - now) / 1000));
   if (isSeated(state)) {
     return secs > 0
