@@ -92,15 +92,20 @@ func openPage(t *testing.T, name, url string, s screen) *page {
 }
 
 // trackSockets makes the page keep every WebSocket it opens in
-// window.__sockets, for dropSockets, and hold what it sends for
-// window.__sendDelay ms when a test sets it, as a slow uplink would.
+// window.__sockets, for dropSockets and setOffline; hold what it sends for
+// window.__sendDelay ms when a test sets it, as a slow uplink would; and
+// fail to connect while window.__offline is set.
 var trackSockets = chromedp.ActionFunc(func(ctx context.Context) error {
 	_, err := cdppage.AddScriptToEvaluateOnNewDocument(`(() => {
 		const Native = window.WebSocket;
 		window.__sockets = [];
 		window.__sendDelay = 0;
+		window.__offline = false;
 		window.WebSocket = class extends Native {
-			constructor(...args) { super(...args); window.__sockets.push(this); }
+			constructor(url, ...rest) {
+				super(window.__offline ? 'ws://127.0.0.1:9/live' : url, ...rest);
+				window.__sockets.push(this);
+			}
 			send(data) {
 				if (!window.__sendDelay) return super.send(data);
 				setTimeout(() => { if (this.readyState === Native.OPEN) super.send(data); }, window.__sendDelay);
@@ -120,6 +125,13 @@ func (p *page) dropSockets() {
 	p.run(chromedp.Poll(fmt.Sprintf(`window.__sockets.length > %d && window.__sockets.at(-1).readyState === WebSocket.OPEN`, n), nil,
 		chromedp.WithPollingTimeout(15*time.Second)))
 	p.run(chromedp.WaitNotVisible("#banner", chromedp.ByQuery))
+}
+
+// setOffline cuts the page off the network (its sockets drop and no new one
+// connects) or lets it connect again.
+func (p *page) setOffline(off bool) {
+	p.t.Helper()
+	p.run(chromedp.Evaluate(fmt.Sprintf(`window.__offline = %t; if (%[1]t) window.__sockets.forEach((s) => s.close(4001, 'offline'))`, off), nil))
 }
 
 func (p *page) run(actions ...chromedp.Action) {
@@ -377,6 +389,36 @@ func TestBrowser(t *testing.T) {
 		if strings.Contains(status, "You won") {
 			t.Errorf("the hard computer lost: %q", status)
 		}
+	})
+
+	t.Run("a dropped player is told the game is kept a while", func(t *testing.T) {
+		a, b := quickPair(t, base, "dropped", desktop, "waiting", phone)
+		a.clickCell(1, 1)
+		b.waitText("#status", "Your turn")
+		boardTop := func(p *page) float64 {
+			var y float64
+			p.run(chromedp.Evaluate(`document.querySelector('#board').getBoundingClientRect().top + window.scrollY`, &y))
+			return y
+		}
+		aTop, bTop := boardTop(a), boardTop(b)
+		a.setOffline(true)
+		a.waitText("#status", "Connection lost")
+		a.waitText("#away", "kept for a short while")
+		b.waitText("#away", "forfeit in")
+		a.shot("offline")
+		b.shot("opponent-offline")
+		// The notes appear under the board: it does not move under the pointer.
+		if got := boardTop(a); got != aTop {
+			t.Errorf("the dropped page's board moved from y=%v to %v", aTop, got)
+		}
+		if got := boardTop(b); got != bTop {
+			t.Errorf("the opponent's board moved from y=%v to %v when the away notice came", bTop, got)
+		}
+		a.setOffline(false)
+		a.run(chromedp.WaitNotVisible("#away", chromedp.ByQuery))
+		b.run(chromedp.WaitNotVisible("#away", chromedp.ByQuery))
+		b.clickCell(0, 0)
+		a.waitText("#status", "Your turn")
 	})
 
 	t.Run("a bad invite link says so", func(t *testing.T) {
