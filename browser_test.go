@@ -391,7 +391,7 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("a dropped player is told the game is kept a while", func(t *testing.T) {
+	t.Run("a dropped player is told how long the game is kept", func(t *testing.T) {
 		a, b := quickPair(t, base, "dropped", desktop, "waiting", phone)
 		a.clickCell(1, 1)
 		b.waitText("#status", "Your turn")
@@ -403,7 +403,13 @@ func TestBrowser(t *testing.T) {
 		aTop, bTop := boardTop(a), boardTop(b)
 		a.setOffline(true)
 		a.waitText("#status", "Connection lost")
-		a.waitText("#away", "kept for a short while")
+		// The session said how long: 30 s, counted down.
+		a.waitText("#away", " s more — after that, you forfeit")
+		var left int
+		a.run(chromedp.Evaluate(`parseInt(document.querySelector('#away').textContent.match(/kept for (\d+) s/)[1])`, &left))
+		if left < 1 || left > 30 {
+			t.Errorf("the dropped page counts %d s down, want at most the grace of 30 s", left)
+		}
 		b.waitText("#away", "forfeit in")
 		a.shot("offline")
 		b.shot("opponent-offline")

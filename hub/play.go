@@ -126,7 +126,7 @@ func (c *conn) hello(token string) error {
 		token = newPlayerID()
 	}
 	c.player = playerOf(token)
-	c.enqueue(frameSession(token))
+	c.enqueue(frameSession(token, c.hub.opt.Grace))
 	ctx, cancel := c.storeCtx()
 	defer cancel()
 	g, err := c.hub.store.Active(ctx, c.player)

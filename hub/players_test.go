@@ -56,6 +56,18 @@ func watchNew(t *testing.T, url string, w *wstest.Client) {
 func TestResume(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{Grace: 10 * time.Second})
+	// The session says how long a dropped player's seat is kept, for the
+	// page to count down while it reconnects.
+	c := wstest.Dial(t, s.url)
+	c.Send(map[string]any{"action": "hello", "data": map[string]any{}})
+	var sess struct {
+		Token string
+		Grace int64
+	}
+	c.Expect("session").Decode(t, &sess)
+	if sess.Grace != 10_000 {
+		t.Errorf("session grace %d ms, want 10000", sess.Grace)
+	}
 	x, tx := wstest.Hello(t, s.url, "")
 	o, _ := wstest.Hello(t, s.url, "")
 	wstest.Pair(t, x, o)

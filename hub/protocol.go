@@ -264,10 +264,14 @@ func frameStatus(g *store.Game) []byte {
 	}{g.ID, g.Status.String(), g.Moves})
 }
 
-func frameSession(token string) []byte {
+// frameSession gives the client its session, and how long the server keeps
+// its seat in a game when its connection drops (grace), so that the page can
+// count it down while it reconnects.
+func frameSession(token string, grace time.Duration) []byte {
 	return frame("session", struct {
 		Token string `json:"token"`
-	}{token})
+		Grace int64  `json:"grace"`
+	}{token, grace.Milliseconds()})
 }
 
 func frameMoveAck(id, moveID string, move int) []byte {

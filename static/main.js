@@ -78,7 +78,7 @@ const socket = createSocket({
     listing = false;
     statsOn = true;
     clearTimeout(resumeTimer);
-    dispatch({ action: 'local:down' });
+    dispatch({ action: 'local:down', data: { now: Date.now() } });
     ui.setConnection(false, true);
     stats.setStale(true);
     const inGame = state.phase === 'playing' && isSeated(state);
@@ -176,6 +176,7 @@ function receive(msg) {
   switch (action) {
     case 'session':
       session.save(data?.token);
+      dispatch(msg); // how long a dropped seat is kept
       afterHello();
       return;
     case 'statsUpdate':
@@ -489,7 +490,7 @@ function paint() {
 // One clock for the away countdown and for moves waiting on an ack.
 setInterval(() => {
   const now = Date.now();
-  if (state.away) {
+  if (state.away || (!state.connected && state.keptUntil)) {
     ui.render(state, now);
     if (!awayWarned && state.connected && isSeated(state) && state.away.deadline - now <= 10_000 && state.away.deadline > now) {
       awayWarned = true;

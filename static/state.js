@@ -14,6 +14,8 @@ export function initialState() {
   return {
     connected: false,
     everConnected: false,
+    grace: null, // ms the server keeps a dropped player's seat (its session says)
+    keptUntil: null, // while our connection is down mid-game: when our seat goes, by our clock
     phase: 'home',
     intent: null, // what the pending join asked for: {kind, level?, invite?, gameId?}
     leftGameId: null, // the game we walked away from: late news about it is ignored
@@ -78,12 +80,20 @@ const isMark = isPlayer;
 export function reduce(state, { action, data }) {
   switch (action) {
     case 'local:up':
-      return { ...state, connected: true, everConnected: true };
+      return { ...state, connected: true, everConnected: true, keptUntil: null };
 
-    case 'local:down':
+    case 'local:down': {
       // The server keeps our seat for a grace period and sends `state` when we
-      // are back, so the game view stays as it is, marked as not live.
-      return { ...state, connected: false };
+      // are back, so the game view stays as it is, marked as not live. The
+      // server's count starts when it sees the socket close, about now.
+      // data: {now}
+      const seated = state.phase === 'playing' && isPlayer(state.team);
+      const keptUntil = seated && state.grace && Number.isFinite(data?.now) ? data.now + state.grace : null;
+      return { ...state, connected: false, keptUntil: state.connected ? keptUntil : state.keptUntil };
+    }
+
+    case 'session':
+      return Number.isInteger(data?.grace) && data.grace > 0 ? { ...state, grace: data.grace } : state;
 
     case 'local:join':
       // data: {kind: "quick"|"friend"|"bot"|"invite"|"watch", level?, invite?, gameId?}

@@ -94,8 +94,14 @@ function resultLine(state) {
 export function awayLine(state, now) {
   if (state.phase !== 'playing') return '';
   // Our own connection dropped: the server keeps our seat for its grace
-  // period (it does not tell us how long), then we forfeit.
-  if (!state.connected && isSeated(state)) return 'Your game is kept for a short while — after that, you forfeit';
+  // period (its session said how long), then we forfeit.
+  if (!state.connected && isSeated(state)) {
+    if (!state.keptUntil) return 'Your game is kept for a short while — after that, you forfeit';
+    const secs = Math.max(0, Math.ceil((state.keptUntil - now) / 1000));
+    return secs > 0
+      ? `Your game is kept for ${secs} s more — after that, you forfeit`
+      : 'You may have forfeited: your game was kept only so long';
+  }
   if (!state.away) return '';
   const secs = Math.max(0, Math.ceil((state.away.deadline - now) / 1000));
   if (isSeated(state)) {
