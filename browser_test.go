@@ -403,6 +403,7 @@ func TestBrowser(t *testing.T) {
 		aTop, bTop := boardTop(a), boardTop(b)
 		a.setOffline(true)
 		a.waitText("#status", "Connection lost")
+		a.waitText("#announcer", "your game is kept for 30 seconds")
 		// The session said how long: 30 s, counted down.
 		a.waitText("#away", " s more — after that, you forfeit")
 		var left int

@@ -82,7 +82,8 @@ const socket = createSocket({
     ui.setConnection(false, true);
     stats.setStale(true);
     const inGame = state.phase === 'playing' && isSeated(state);
-    ui.announce(inGame ? 'Connection lost. Reconnecting; your game is kept for a short while.' : 'Connection lost. Reconnecting.');
+    const kept = state.grace ? `${Math.round(state.grace / 1000)} seconds` : 'a short while';
+    ui.announce(inGame ? `Connection lost. Reconnecting; your game is kept for ${kept}.` : 'Connection lost. Reconnecting.');
   },
 });
 
