@@ -303,6 +303,33 @@ func TestBrowser(t *testing.T) {
 		a.waitText("#status", "Your turn")
 	})
 
+	t.Run("a reload while waiting waits again", func(t *testing.T) {
+		a := openPage(t, "requeuer", base, phone)
+		a.click("#mode-quick")
+		a.waitText("#status", "Waiting")
+		a.run(chromedp.Reload())
+		// The tab noted that it waits: it queues again rather than land at
+		// home, and the next player is paired with it.
+		a.waitText("#status", "Waiting")
+		a.shot("waiting-after-reload")
+		b := openPage(t, "joiner", base, desktop)
+		b.click("#mode-quick")
+		a.waitText("#status", "Your turn")
+		b.waitText("#status", "Opponent")
+		// Back home, the note is gone: a reload stays home.
+		b.click("#resign")
+		b.click("#resign-yes")
+		a.waitText("#status", "resigned")
+		a.click("#new-game")
+		a.run(chromedp.WaitVisible("#mode-quick", chromedp.ByQuery), chromedp.Reload(), chromedp.WaitVisible("#mode-quick", chromedp.ByQuery))
+		time.Sleep(time.Second)
+		var home bool
+		a.run(chromedp.Evaluate(`!document.querySelector('#home').hidden && document.querySelector('#game').hidden`, &home))
+		if !home {
+			t.Errorf("a reload after going home left home: status %q", a.text("#status"))
+		}
+	})
+
 	t.Run("a friend joins by the invite link after a reload", func(t *testing.T) {
 		a := openPage(t, "host", base, desktop)
 		a.click("#mode-friend")

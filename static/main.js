@@ -344,6 +344,30 @@ function dispatch(event) {
   // (on a phone that can be anywhere down the home screen or the game).
   if ((prev.phase === 'home') !== (state.phase === 'home')) window.scrollTo(0, 0);
   moveFocus(prev, state, focused);
+  rememberQueue(state);
+}
+
+// A quick game's wait dies with its socket, and a reload's new page starts
+// at home: the tab notes that it waits for a quick match, so that a reload
+// queues again, as a reconnect does (see afterHello). sessionStorage is the
+// tab's own; no storage, no note.
+const QUEUED = 'tictac.queued';
+
+function rememberQueue(s) {
+  try {
+    if (s.phase === 'waiting' && isSeated(s) && s.mode !== 'friend') sessionStorage.setItem(QUEUED, '1');
+    else if (s.phase !== 'joining') sessionStorage.removeItem(QUEUED);
+  } catch {
+    // Storage blocked: a reload lands at home, as before.
+  }
+}
+
+function queuedBeforeReload() {
+  try {
+    return sessionStorage.getItem(QUEUED) === '1';
+  } catch {
+    return false;
+  }
 }
 
 // narrate tells screen-reader users what sighted players see change.
@@ -521,6 +545,10 @@ if (location.pathname.startsWith('/g/')) {
     history.replaceState(null, '', '/');
     dispatch({ action: 'local:home', data: { notice: "That invite link isn't valid. Ask your friend for a new one, or start a game below." } });
   }
+} else if (queuedBeforeReload()) {
+  // Reloaded while waiting for a quick match: wait again. A game that paired
+  // us meanwhile comes back after hello all the same, and beats this join.
+  start({ kind: 'quick' });
 }
 paint();
 socket.connect();
