@@ -869,6 +869,13 @@ func (h *Hub) cancelWaiting(ctx context.Context, id, player string, b backoff) {
 	case g.Status == game.Abandoned:
 		h.ended(&g)
 		h.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
+	case g.Status == game.Waiting:
+		// Deleted: a socket of the player on another replica that took the
+		// game up as its own hears it is gone, and queues again; its room
+		// sees the game over, so that the join goes to the store. No stored
+		// game goes with it: there is none to learn.
+		gone := store.Game{ID: id, Game: game.Game{Status: game.Abandoned}}
+		h.send(ctx, id, busMessage(&gone, nil, frameCancelled(id)), time.Now())
 	}
 }
 

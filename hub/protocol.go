@@ -325,6 +325,16 @@ func frameLeft(id string) []byte {
 	}{id})
 }
 
+// frameCancelled tells the sockets in a quick game that waited that it is
+// gone: its player's socket that made it closed. Another socket of the same
+// player may have taken it up meanwhile on another replica (a page that
+// reconnected there first), and would wait in it for ever.
+func frameCancelled(id string) []byte {
+	return frame("gameCancelled", struct {
+		GameID string `json:"gameId"`
+	}{id})
+}
+
 type listedGame struct {
 	GameID     string `json:"gameId"`
 	Move       int    `json:"move"`

@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -192,5 +193,42 @@ func TestSpectatorWhoMovesOn(t *testing.T) {
 				t.Errorf("stored spectators: got %d, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestWaitingGameTakenUpOnAnotherReplica: a page that reconnects to another
+// replica before the first saw its old socket close takes its waiting quick
+// game up again there (the store gives the player its own waiting game).
+// When the first replica then cancels the game for the socket that closed,
+// the page is told, and queues again, rather than wait in a game that is
+// gone.
+func TestWaitingGameTakenUpOnAnotherReplica(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	r2 := newReplicaOf(t, s, hub.Options{})
+	a, token := wstest.Hello(t, s.url, "")
+	a.Join()
+	a.ExpectStatus("waiting")
+	b, _ := wstest.Hello(t, r2, token)
+	b.Join()
+	if b.GameID != a.GameID {
+		t.Fatalf("the reconnected page joined %s, want its own waiting game %s", b.GameID, a.GameID)
+	}
+	a.WS.Close(websocket.StatusGoingAway, "") // seen late by the first replica
+	var c struct{ GameID string }
+	b.Await("gameCancelled", 3*time.Second).Decode(t, &c)
+	if c.GameID != a.GameID {
+		t.Fatalf("gameCancelled for %s, want %s", c.GameID, a.GameID)
+	}
+	// It queues again, and the next player is paired with it.
+	b.Join()
+	if b.GameID == a.GameID {
+		t.Fatalf("queued again in the cancelled game %s", b.GameID)
+	}
+	b.ExpectStatus("waiting")
+	o := wstest.Dial(t, s.url)
+	o.Join()
+	if o.GameID != b.GameID {
+		t.Errorf("the next player joined %s, want the page's new game %s", o.GameID, b.GameID)
 	}
 }

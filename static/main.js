@@ -204,6 +204,13 @@ function receive(msg) {
       }
       if (showable(data?.code)) ui.showError(data?.message || `Refused: ${data?.code ?? 'error'}`);
       break;
+    case 'gameCancelled':
+      // The quick game we wait in went with a socket of ours that closed on
+      // another replica after this page had taken the game up: wait again.
+      if (data?.gameId === state.gameId && state.phase === 'waiting' && isSeated(state) && state.mode !== 'friend') {
+        start({ kind: 'quick' });
+      }
+      return;
     case 'joinGame':
       if (state.phase === 'joining') {
         joinInFlight = false;
