@@ -92,10 +92,11 @@ type Options struct {
 	PingInterval time.Duration
 	// Refusals and RefusalBurst bound, per socket, the rate of messages that
 	// change nothing (refused moves, pings, repeated joins) or whose pace no
-	// game sets (reads, watching, the stats and list switches, leaving a
-	// waiting or watched game): beyond them the socket gets rate_limited and
-	// is closed. Accepted moves and joins are
-	// never counted, so the fastest legitimate client never reaches the limit.
+	// game sets (reads, watching, the stats and list switches, making a
+	// friend's or computer game, resent moves, leaving a waiting or watched
+	// game): beyond them the socket gets rate_limited and is closed.
+	// Accepted moves and quick joins are never counted, so the fastest
+	// legitimate client never reaches the limit.
 	// Default 20 a second, burst 100.
 	Refusals     float64
 	RefusalBurst int

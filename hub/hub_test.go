@@ -320,6 +320,7 @@ func TestFlood(t *testing.T) {
 		{"stats switches", nil, []string{`{"action":"pauseStats"}`, `{"action":"resumeStats"}`}, false},
 		{"watching and leaving", nil, []string{watched, left}, false},
 		{"joining and leaving", nil, []string{join, `{"action":"leaveGame","data":{"gameId":"GAME"}}`}, false},
+		{"playing the computer and resigning", nil, []string{`{"action":"joinGame","data":{"mode":"bot","level":"easy"}}`, `{"action":"leaveGame","data":{"gameId":"GAME"}}`}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			flooder := wstest.Dial(t, s.url)
@@ -339,7 +340,7 @@ func TestFlood(t *testing.T) {
 						}
 						joined = false
 					}
-					if f == join {
+					if strings.Contains(f, `"joinGame"`) {
 						joined = true
 					}
 					if flooder.WS.Write(ctx, websocket.MessageText, []byte(strings.Replace(f, "GAME", game, 1))) != nil {

@@ -23,15 +23,19 @@ func (c *conn) handle(data []byte) error {
 	c.said++
 	// What no game paces counts against the limit whether or not it changes
 	// anything: reads of the store, watching, the stats and list switches,
-	// and leaving a game that waits or is watched (a loop of joining and
-	// leaving). Moves and joins are paced by the games they belong to, and
-	// so is leaving a game that ended or resigning one.
-	switch req.action {
-	case actionSync, actionList, actionUnlist, actionPauseStats, actionResumeStats, actionSpectate:
+	// making a game of one's own (a friend's or against the computer, which
+	// one can resign at once), and leaving a game that waits or is watched
+	// (a loop of joining and leaving). Moves and quick joins are paced by the
+	// games they belong to, and so is leaving a game that ended or resigning
+	// one.
+	switch {
+	case req.action == actionSync, req.action == actionList, req.action == actionUnlist,
+		req.action == actionPauseStats, req.action == actionResumeStats, req.action == actionSpectate,
+		req.action == actionJoin && (req.mode == "friend" || req.mode == "bot"):
 		if !c.charge() {
 			return nil
 		}
-	case actionLeave:
+	case req.action == actionLeave:
 		if c.room != nil && (c.watching || c.room.status() == game.Waiting) && !c.charge() {
 			return nil
 		}
@@ -439,7 +443,12 @@ func (c *conn) move(req request) error {
 		// nobody was told of the move, the opponent would wait for it for
 		// ever, and the computer would never answer it. So the game is
 		// told again, as it is now (g); it is not counted as ended again,
-		// which the first attempt may have done.
+		// which the first attempt may have done. A resend changes nothing,
+		// so it counts against the rate limit: resent in a loop, it would
+		// flood the game's sockets.
+		if !c.charge() {
+			return nil
+		}
 		c.enqueue(frameMoveAck(g.ID, req.moveID, g.MoveNumber(c.team, req.moveID)))
 		return c.hub.tell(ctx, g)
 	}

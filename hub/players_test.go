@@ -1167,3 +1167,38 @@ func TestPerAddressLimit(t *testing.T) {
 	}
 	o.Move(x, 0, 0)
 }
+
+// TestResentMovesAreLimited: a move resent in a loop is told to the game
+// again each time (the first answer may have been lost), so each resend
+// counts against the rate limit: the resender is closed before its opponent
+// is flooded off the game.
+func TestResentMovesAreLimited(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, hub.Options{})
+	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
+	wstest.Pair(t, x, o)
+	fill := fmt.Appendf(nil, `{"action":"fillSquare","data":{"gameId":%q,"coords":{"x":1,"y":1},"moveId":"m1"}}`, x.GameID)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		for i := 0; i < 1000 && ctx.Err() == nil; i++ {
+			if x.WS.Write(ctx, websocket.MessageText, fill) != nil {
+				return
+			}
+		}
+	}()
+	for open := true; open; {
+		select {
+		case _, open = <-x.Frames:
+		case <-ctx.Done():
+			t.Fatal("the resender is still open after 10s")
+		}
+	}
+	var ce websocket.CloseError
+	if err := <-x.Closed; !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation {
+		t.Errorf("resender closed with %v, want 1008 rate limited", err)
+	}
+	// The opponent is still in the game, however many grids it was told.
+	o.Send(map[string]any{"action": "ping"})
+	o.Await("pong", 5*time.Second)
+}
