@@ -399,7 +399,7 @@ func TestRestartKeepsGamesAndStats(t *testing.T) {
 func TestRestartWaitsForPlayers(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	grace := []string{"-grace", "3s", "-durability", "soft"}
+	grace := []string{"-grace", "5s", "-durability", "soft"}
 	a := start(t, dir, grace...)
 	x, o := wstest.Dial(t, a.ws), wstest.Dial(t, a.ws)
 	wstest.Pair(t, x, o)

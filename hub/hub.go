@@ -411,7 +411,7 @@ func (h *Hub) Close(ctx context.Context) error {
 	}
 	// Sockets first: closing them marks their players away, which arms
 	// forfeits; the replicas that stay up carry those out, and any replica
-	// that starts arms those it finds (see Rearm). A friend's waiting game
+	// that starts arms those it finds (see rearm). A friend's waiting game
 	// is cancelled when its player next connects past the deadline, and its
 	// link refused meanwhile (see lapsed). Out of time, the tasks are
 	// stopped all the same: none outlives the hub.

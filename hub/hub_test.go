@@ -737,7 +737,11 @@ func (s slowOnline) SetOnline(ctx context.Context, n int64) error {
 	if n != 1 {
 		return s.Bolt.SetOnline(ctx, n)
 	}
-	<-s.release
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	err := s.Bolt.SetOnline(ctx, n)
 	s.once.Do(func() { close(s.landed) })
 	return err
@@ -749,16 +753,29 @@ func TestPlayersOnlineInOrder(t *testing.T) {
 	t.Parallel()
 	slow := slowOnline{release: make(chan struct{}), landed: make(chan struct{}), once: new(sync.Once)}
 	s := newServerOn(t, hub.Options{}, func(b *store.Bolt) hub.Store { slow.Bolt = b; return slow })
-	go wstest.Dial(t, s.url)
-	for s.hub.Online() < 1 {
-		time.Sleep(time.Millisecond)
+	// Dialled off the test's goroutine (the handshake may wait for the
+	// report held back), so without wstest, which fails the test.
+	conns := make(chan *websocket.Conn, 2)
+	defer func() {
+		for range len(conns) {
+			(<-conns).CloseNow()
+		}
+	}()
+	dial := func() {
+		if c, _, err := websocket.Dial(t.Context(), s.url, nil); err == nil {
+			conns <- c
+		}
 	}
-	go wstest.Dial(t, s.url)
-	for s.hub.Online() < 2 {
-		time.Sleep(time.Millisecond)
+	for n := 1; n <= 2; n++ {
+		go dial()
+		waitFor(t, fmt.Sprintf("%d sockets open", n), func() bool { return s.hub.Online() >= n })
 	}
 	close(slow.release)
-	<-slow.landed
+	select {
+	case <-slow.landed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first socket's report never landed")
+	}
 	deadline := time.Now().Add(2 * time.Second)
 	for {
 		st, err := s.store.Stats(context.Background())

@@ -290,11 +290,12 @@ func (c *conn) join(req request) error {
 	case "friend", "bot":
 		return c.create(ctx, req)
 	}
-	return c.quickMatch(ctx)
+	return c.quickMatch(ctx, 2)
 }
 
-// quickMatch pairs the player with whoever waits, or makes it wait.
-func (c *conn) quickMatch(ctx context.Context) error {
+// quickMatch pairs the player with whoever waits, or makes it wait; tries
+// bounds how often it starts over when the game it got is gone meanwhile.
+func (c *conn) quickMatch(ctx context.Context, tries int) error {
 	// Listen to the game we may open before opening it, so that the
 	// opponent's first message cannot arrive before we do.
 	id := c.hub.opt.NewID()
@@ -315,12 +316,26 @@ func (c *conn) quickMatch(ctx context.Context) error {
 		// that was to be opened as id never was, and nobody hears of it.
 		c.dropRoom()
 		if err := c.switchRoom(ctx, g.ID, g.Team(c.player), false); err != nil {
-			c.dropRoom() // of the game we would have opened: there is none
 			if g.Status == game.Waiting {
 				return err // the player's own, waiting already: nothing changed
 			}
 			c.unreachable(ctx, &g, err, framePlayerJoin(g.ID, game.O), frameStatus(&g))
 			return nil
+		}
+		if g.Status == game.Waiting && tries > 1 {
+			// The player's own waiting game, taken up again (a page that
+			// reconnected here before its old socket's replica saw that one
+			// close). Read again now that the socket hears the game: a
+			// cancellation published before it did was missed.
+			_, err := c.hub.store.Game(ctx, g.ID)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				c.dropRoom()
+				return c.quickMatch(ctx, tries-1)
+			case err != nil:
+				c.dropRoom()
+				return err
+			}
 		}
 	}
 	c.room.observe(g.Status, g.Moves)
@@ -666,6 +681,9 @@ func (c *conn) leaveGame(id string) error {
 			c.hub.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 		}
 		c.dropRoom()
+		if err == nil && g.Status == game.Waiting {
+			c.hub.cancelled(ctx, id) // out of the room first: not to this socket
+		}
 	}
 	c.enqueue(frameLeft(id))
 	return nil
@@ -864,6 +882,14 @@ func (h *Hub) expireInvite(ctx context.Context, id, player string, deadline int6
 // tried again (see retryLater): else the next player to join would be paired
 // with nobody.
 func (h *Hub) cancelWaiting(ctx context.Context, id, player string, b backoff) {
+	if !b.first.IsZero() {
+		// Tried again after a failure, a while after the socket closed: the
+		// player may have taken the game up again since, and been paired
+		// in it. Leave would then resign a game being played.
+		if g, err := h.store.Game(ctx, id); err == nil && g.Status != game.Waiting {
+			return
+		}
+	}
 	start := time.Now()
 	g, err := h.store.Leave(ctx, id, player)
 	h.observeStore("leave", start, err)
@@ -879,13 +905,17 @@ func (h *Hub) cancelWaiting(ctx context.Context, id, player string, b backoff) {
 		h.ended(&g)
 		h.publish(ctx, &g, frameStatus(&g), frameWinner(&g))
 	case g.Status == game.Waiting:
-		// Deleted: a socket of the player on another replica that took the
-		// game up as its own hears it is gone, and queues again; its room
-		// sees the game over, so that the join goes to the store. No stored
-		// game goes with it: there is none to learn.
-		gone := store.Game{ID: id, Game: game.Game{Status: game.Abandoned}}
-		h.send(ctx, id, busMessage(&gone, nil, frameCancelled(id)), time.Now())
+		h.cancelled(ctx, id)
 	}
+}
+
+// cancelled tells the sockets in waiting game id, deleted, that it is gone:
+// a socket of the player on another replica that took the game up as its
+// own queues again; its room sees the game over, so that its next join goes
+// to the store. No stored game goes with it: there is none to learn.
+func (h *Hub) cancelled(ctx context.Context, id string) {
+	gone := store.Game{ID: id, Game: game.Game{Status: game.Abandoned}}
+	h.send(ctx, id, busMessage(&gone, nil, frameCancelled(id)), time.Now())
 }
 
 // publish sends frames to everyone in g's game, on every replica. It is

@@ -1202,3 +1202,31 @@ func TestResentMovesAreLimited(t *testing.T) {
 	o.Send(map[string]any{"action": "ping"})
 	o.Await("pong", 5*time.Second)
 }
+
+// TestCancelRetriedAfterTheGameWasTakenUp: a waiting game's cancellation
+// that the store failed is not tried again on a game that its player took up
+// again meanwhile on another replica and is now playing: Leave would resign
+// it.
+func TestCancelRetriedAfterTheGameWasTakenUp(t *testing.T) {
+	t.Parallel()
+	s, st := newOutageServer(t, hub.Options{})
+	r2 := newReplicaOn(t, s, st.Bolt, hub.Options{}) // its own way to the store, up
+	x, token := wstest.Hello(t, s.url, "")
+	x.Join()
+	x.ExpectStatus("waiting")
+	st.down.Store(true)
+	x.WS.Close(websocket.StatusGoingAway, "")
+	waitFor(t, "the cancel to fail", func() bool { return st.failed.Load() > 0 })
+	back, _ := wstest.Hello(t, r2, token)
+	back.Join()
+	o := wstest.Dial(t, r2)
+	o.Join()
+	if back.GameID != x.GameID || o.GameID != x.GameID {
+		t.Fatalf("the page took up %s and the next player joined %s, want both in %s", back.GameID, o.GameID, x.GameID)
+	}
+	st.down.Store(false)
+	time.Sleep(2 * time.Second) // the retry comes after 0.5 s
+	if g, err := st.Game(t.Context(), x.GameID); err != nil || g.Status != game.InProgress {
+		t.Fatalf("game %s after the retry: %v, %v; want in progress", x.GameID, g.Status, err)
+	}
+}

@@ -1,13 +1,16 @@
 package hub_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/hub"
 	"github.com/tictac/tictac/internal/wstest"
+	"github.com/tictac/tictac/store"
 )
 
 func leaveGame(id string) map[string]any {
@@ -199,36 +202,79 @@ func TestSpectatorWhoMovesOn(t *testing.T) {
 // TestWaitingGameTakenUpOnAnotherReplica: a page that reconnects to another
 // replica before the first saw its old socket close takes its waiting quick
 // game up again there (the store gives the player its own waiting game).
-// When the first replica then cancels the game for the socket that closed,
-// the page is told, and queues again, rather than wait in a game that is
-// gone.
+// When the first replica then cancels the game, for the socket that closed
+// or for one that left it, the page is told, and queues again, rather than
+// wait in a game that is gone.
 func TestWaitingGameTakenUpOnAnotherReplica(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		leave func(a *wstest.Client)
+	}{
+		{"the first socket closes", func(a *wstest.Client) { a.WS.Close(websocket.StatusGoingAway, "") }},
+		{"the first socket leaves it", func(a *wstest.Client) { a.Send(leaveGame(a.GameID)); a.Expect("left") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newServer(t, hub.Options{})
+			r2 := newReplicaOf(t, s, hub.Options{})
+			a, token := wstest.Hello(t, s.url, "")
+			a.Join()
+			a.ExpectStatus("waiting")
+			b, _ := wstest.Hello(t, r2, token)
+			b.Join()
+			if b.GameID != a.GameID {
+				t.Fatalf("the reconnected page joined %s, want its own waiting game %s", b.GameID, a.GameID)
+			}
+			tc.leave(a)
+			var c struct{ GameID string }
+			b.Await("gameCancelled", 3*time.Second).Decode(t, &c)
+			if c.GameID != a.GameID {
+				t.Fatalf("gameCancelled for %s, want %s", c.GameID, a.GameID)
+			}
+			// It queues again, and the next player is paired with it.
+			b.Join()
+			if b.GameID == a.GameID {
+				t.Fatalf("queued again in the cancelled game %s", b.GameID)
+			}
+			b.ExpectStatus("waiting")
+			o := wstest.Dial(t, s.url)
+			o.Join()
+			if o.GameID != b.GameID {
+				t.Errorf("the next player joined %s, want the page's new game %s", o.GameID, b.GameID)
+			}
+		})
+	}
+}
+
+// cancelledOnTakeUp is the embedded store on which the player's own waiting
+// game, given back by Join, is cancelled the moment after (by the replica
+// whose socket closed), before the socket that took it up hears the game.
+type cancelledOnTakeUp struct{ *store.Bolt }
+
+func (s cancelledOnTakeUp) Join(ctx context.Context, player, newID string) (store.Game, error) {
+	g, err := s.Bolt.Join(ctx, player, newID)
+	if err == nil && g.ID != newID && g.Status == game.Waiting {
+		_, err = s.Bolt.Leave(ctx, g.ID, player)
+	}
+	return g, err
+}
+
+// TestWaitingGameCancelledAsItIsTakenUp: a page taking its waiting game up
+// on another replica reads it again once it hears the game, and queues anew
+// if the game went meanwhile (its gameCancelled was published before the
+// socket listened).
+func TestWaitingGameCancelledAsItIsTakenUp(t *testing.T) {
+	t.Parallel()
 	s := newServer(t, hub.Options{})
-	r2 := newReplicaOf(t, s, hub.Options{})
+	r2 := newReplicaOn(t, s, cancelledOnTakeUp{s.store}, hub.Options{})
 	a, token := wstest.Hello(t, s.url, "")
 	a.Join()
 	a.ExpectStatus("waiting")
 	b, _ := wstest.Hello(t, r2, token)
 	b.Join()
-	if b.GameID != a.GameID {
-		t.Fatalf("the reconnected page joined %s, want its own waiting game %s", b.GameID, a.GameID)
-	}
-	a.WS.Close(websocket.StatusGoingAway, "") // seen late by the first replica
-	var c struct{ GameID string }
-	b.Await("gameCancelled", 3*time.Second).Decode(t, &c)
-	if c.GameID != a.GameID {
-		t.Fatalf("gameCancelled for %s, want %s", c.GameID, a.GameID)
-	}
-	// It queues again, and the next player is paired with it.
-	b.Join()
 	if b.GameID == a.GameID {
-		t.Fatalf("queued again in the cancelled game %s", b.GameID)
+		t.Fatalf("the page waits in %s, cancelled as it took it up", b.GameID)
 	}
 	b.ExpectStatus("waiting")
-	o := wstest.Dial(t, s.url)
-	o.Join()
-	if o.GameID != b.GameID {
-		t.Errorf("the next player joined %s, want the page's new game %s", o.GameID, b.GameID)
-	}
 }

@@ -70,9 +70,12 @@ type BoltOptions struct {
 	// Logger gets what the store has to tell the operator: a damaged log
 	// at open. Nothing is logged if nil.
 	Logger *slog.Logger
-	// Grace is how long the player of a friend's game, left waiting by a
-	// process that stopped without marking the player away (a crash), has
-	// to come back to it after the store opens; 0 cancels such games.
+	// Grace is how long, after the store opens, a player has to come back
+	// to a game the previous process left without a deadline for the
+	// player (a crash), or with one that passed while no process ran: a
+	// game in progress, or a friend's game waiting for the friend (see
+	// restartGames). With 0 such friend games are cancelled and such
+	// players of games in progress keep what they had.
 	Grace time.Duration
 }
 
@@ -445,7 +448,7 @@ func (s *Bolt) replay() error {
 			return fmt.Errorf("replay log: %w", err)
 		}
 		if w.damaged != 0 {
-			s.log.Error("write-ahead log damaged: replayed up to the record before, and the writes logged from there on are lost; the disk may be failing",
+			s.log.Error("write-ahead log damaged: replayed up to the record before, and the writes logged from there on are lost; unless the machine crashed while writes went unsynced (-durability soft), the disk may be failing",
 				"file", w.f.Name(), "record", w.damaged)
 		}
 	}
