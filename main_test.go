@@ -291,13 +291,7 @@ func playAll(t *testing.T, a *app) {
 	for _, e := range endings {
 		x, o := wstest.Dial(t, a.ws), wstest.Dial(t, a.ws)
 		wstest.Pair(t, x, o)
-		for i, m := range e.moves {
-			p, q := x, o
-			if i%2 == 1 {
-				p, q = o, x
-			}
-			p.Move(q, m[0], m[1])
-		}
+		wstest.Play(x, o, e.moves)
 		for _, p := range []*wstest.Client{x, o} {
 			p.ExpectStatus(e.status)
 			p.Expect("updateWinner")

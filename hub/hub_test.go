@@ -631,13 +631,7 @@ func pairNext(tb testing.TB, a, b *wstest.Client) {
 
 // winTopRow plays a paired game that X wins along the top row in five moves.
 func winTopRow(x, o *wstest.Client) {
-	for i, sq := range [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}} {
-		p, q := x, o
-		if i%2 == 1 {
-			p, q = o, x
-		}
-		p.Move(q, sq[0], sq[1])
-	}
+	wstest.Play(x, o, [][2]int{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 0}})
 	for _, p := range []*wstest.Client{x, o} {
 		p.ExpectStatus("finished")
 		p.Expect("updateWinner")

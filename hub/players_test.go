@@ -459,13 +459,7 @@ func TestResentMoveReachesTheOpponent(t *testing.T) {
 			s, st := newOutageServer(t, hub.Options{})
 			x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 			wstest.Pair(t, x, o)
-			for i, sq := range tc.before {
-				p, q := x, o
-				if i%2 == 1 {
-					p, q = o, x
-				}
-				p.Move(q, sq[0], sq[1])
-			}
+			wstest.Play(x, o, tc.before)
 			msg := wstest.Fill(x.GameID, tc.lost[0], tc.lost[1])
 			msg["data"].(map[string]any)["moveId"] = "m-lost"
 			st.lose.Store(true)

@@ -262,6 +262,21 @@ func (c *Client) Move(other *Client, x, y int) Grid {
 	return g
 }
 
+// Play plays moves in turn, x first, each checked as Move does, and
+// returns the grid after the last.
+func Play(x, o *Client, moves [][2]int) Grid {
+	x.tb.Helper()
+	var g Grid
+	for i, m := range moves {
+		p, q := x, o
+		if i%2 == 1 {
+			p, q = o, x
+		}
+		g = p.Move(q, m[0], m[1])
+	}
+	return g
+}
+
 // LatestStats drains the stats frames received so far and merges them.
 func (c *Client) LatestStats(into map[string]int64) {
 	for {
