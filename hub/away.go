@@ -233,3 +233,27 @@ func (h *Hub) presentHere(id string, team game.Mark) bool {
 	h.mu.Unlock()
 	return r != nil && r.present(team)
 }
+
+// watchOpener looks after game g, started on this replica by its second
+// player joining its opener (X) who waited in it: should X neither play nor
+// be marked away within the grace period, X is marked away, which starts
+// the countdown to a forfeit. X's socket may be gone with nobody left to
+// say so: its replica died while X waited, or the page closed and the
+// game's cancellation was lost. A replica where X is present marks X back
+// at once (see onAway), so an opener who is there but slow loses nothing.
+func (h *Hub) watchOpener(g store.Game) {
+	id, player := g.ID, g.PlayerX
+	h.bg.after("opener/"+id, h.opt.Grace, func(ctx context.Context) {
+		if h.presentHere(id, game.X) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, h.opt.StoreTimeout)
+		defer cancel()
+		cur, err := h.store.Game(ctx, id)
+		if err != nil || cur.Status != game.InProgress || cur.Moves > 0 || cur.Away[0] != 0 {
+			return
+		}
+		h.log.Info("opener silent since the game started: marked away", "game", id)
+		h.markAway(ctx, id, game.X, player, backoff{})
+	})
+}

@@ -347,6 +347,9 @@ func (c *conn) quickMatch(ctx context.Context, tries int) error {
 		return nil
 	}
 	c.hub.log.Info("game started", "game", g.ID, "mode", g.Mode.String())
+	if c.team == game.O && g.Moves == 0 {
+		c.hub.watchOpener(g)
+	}
 	return c.hub.publish(ctx, &g, framePlayerJoin(g.ID, game.O), frameStatus(&g))
 }
 
@@ -414,6 +417,9 @@ func (c *conn) joinInvite(ctx context.Context, code string) error {
 	c.hub.log.Debug("joined game", "game", g.ID, "team", "o", "player", c.tag, "mode", "friend")
 	c.hub.log.Info("game started", "game", g.ID, "mode", "friend")
 	c.enqueue(frameJoinGame(&g, game.O))
+	if g.Away[0] == 0 {
+		c.hub.watchOpener(g)
+	}
 	return c.hub.publish(ctx, &g, frames...)
 }
 

@@ -1224,3 +1224,59 @@ func TestCancelRetriedAfterTheGameWasTakenUp(t *testing.T) {
 		t.Fatalf("game %s after the retry: %v, %v; want in progress", x.GameID, g.Status, err)
 	}
 }
+
+// TestOpenerGoneBeforeThePairing: a quick game whose opener left while it
+// waited, and whose cancellation was lost (here the store failed it; a
+// replica that dies does the same), is paired with the next player all the
+// same. The opener, nowhere to be seen and never marked away, is marked
+// away once a grace period passes without a move, and forfeits: the new
+// player does not wait for ever.
+func TestOpenerGoneBeforeThePairing(t *testing.T) {
+	t.Parallel()
+	const grace = 300 * time.Millisecond
+	s, st := newOutageServer(t, hub.Options{Grace: grace})
+	r2 := newReplicaOn(t, s, st.Bolt, hub.Options{Grace: grace})
+	x := wstest.Dial(t, s.url)
+	x.Join()
+	x.ExpectStatus("waiting")
+	st.down.Store(true) // for the first replica only, and for good
+	x.WS.Close(websocket.StatusGoingAway, "")
+	waitFor(t, "the cancel to fail", func() bool { return st.failed.Load() > 0 })
+	o := wstest.Dial(t, r2)
+	o.Join()
+	if o.GameID != x.GameID || o.Team != "o" {
+		t.Fatalf("joined %s as %s, want the stranded game %s as o", o.GameID, o.Team, x.GameID)
+	}
+	var away struct{ Team string }
+	o.Await("playerAway", 5*time.Second).Decode(t, &away)
+	var w struct{ Winner, Reason string }
+	o.Await("updateWinner", 5*time.Second).Decode(t, &w)
+	if away.Team != "x" || w.Winner != "o" || w.Reason != "forfeit" {
+		t.Errorf("away %q, then winner %q by %q; want x away, o winning by forfeit", away.Team, w.Winner, w.Reason)
+	}
+}
+
+// TestSlowOpenerKeepsTheGame: an opener who is there but has not moved when
+// the other replica's check comes is marked back at once by its own
+// replica, and plays on.
+func TestSlowOpenerKeepsTheGame(t *testing.T) {
+	t.Parallel()
+	const grace = 300 * time.Millisecond
+	s := newServer(t, hub.Options{Grace: grace})
+	r2 := newReplicaOf(t, s, hub.Options{Grace: grace})
+	x := wstest.Dial(t, s.url)
+	x.Join()
+	x.ExpectStatus("waiting")
+	o := wstest.Dial(t, r2)
+	o.Join()
+	o.Await("playerAway", 5*time.Second) // the check, after the grace period
+	o.Await("playerBack", 5*time.Second) // answered by the opener's replica
+	time.Sleep(2 * grace)                // past the deadline the mark had
+	x.Await("updateGameStatus", time.Second)
+	x.Send(wstest.Fill(x.GameID, 1, 1))
+	var g wstest.Grid
+	o.Await("updateGrid", 5*time.Second).Decode(t, &g)
+	if g.Move != 1 || g.Last.Team != "x" {
+		t.Fatalf("after the check the opener's move came as %+v, want move 1 by x", g)
+	}
+}
