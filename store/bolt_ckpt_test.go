@@ -223,10 +223,7 @@ func TestBoltCrashDuringCheckpoint(t *testing.T) {
 // "-wal2") opens with what its log holds.
 func TestBoltSingleLogFile(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	s := openTestBolt(t, filepath.Join(dir, "t.db"), false)
-	playAll(t, s, "a")
-	crash := crashCopy(t, s, filepath.Join(dir, "crash"))
+	s, _, crash := playedCrash(t)
 	if len(walRecords(t, crash+"-wal")) == 0 {
 		t.Fatal("the image has no record in -wal")
 	}

@@ -40,6 +40,17 @@ func openTestBolt(tb testing.TB, path string, noSync bool) *Bolt {
 	return s
 }
 
+// playedCrash plays a game of each ending on a new store with fsync, and
+// returns the store, its test's directory, and a crash image of it taken
+// then (see crashCopy).
+func playedCrash(t *testing.T) (s *Bolt, dir, crash string) {
+	t.Helper()
+	dir = t.TempDir()
+	s = openTestBolt(t, filepath.Join(dir, "t.db"), false)
+	playAll(t, s, "a")
+	return s, dir, crashCopy(t, s, filepath.Join(dir, "crash"))
+}
+
 // crashCopy copies s's files into dir as a crash would leave them now.
 func crashCopy(tb testing.TB, s *Bolt, dir string) string {
 	tb.Helper()
@@ -352,10 +363,7 @@ func flip(tb testing.TB, path string, off int64) {
 // tail (TestBoltTornTail) is logged as nothing.
 func TestBoltDamagedRecord(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	s := openTestBolt(t, filepath.Join(dir, "t.db"), false)
-	playAll(t, s, "a")
-	p := crashCopy(t, s, filepath.Join(dir, "damaged"))
+	s, dir, p := playedCrash(t)
 	recs := walRecords(t, p+"-wal")
 	if len(recs) < 3 {
 		t.Fatalf("%d records, want a few", len(recs))
@@ -451,10 +459,7 @@ func TestBoltTornTail(t *testing.T) {
 // (records lost in between) is refused rather than replayed over a hole.
 func TestBoltLogGap(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	s := openTestBolt(t, filepath.Join(dir, "t.db"), false)
-	playAll(t, s, "a")
-	crash := crashCopy(t, s, filepath.Join(dir, "crash"))
+	_, _, crash := playedCrash(t)
 	w, err := openWAL(crash+"-wal", false)
 	if err != nil {
 		t.Fatal(err)
