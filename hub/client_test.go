@@ -11,6 +11,7 @@ import (
 
 	"github.com/tictac/tictac/game"
 	"github.com/tictac/tictac/hub"
+	"github.com/tictac/tictac/internal/wstest"
 	"github.com/tictac/tictac/store"
 )
 
@@ -52,6 +53,15 @@ func newServerOn(tb testing.TB, opt hub.Options, wrap func(*store.Bolt) hub.Stor
 	tb.Cleanup(func() { st.Close() }) // after the hub's cleanup, registered below
 	h := hub.New(hs, bus, opt)
 	return &server{url: serve(tb, h), store: st, hs: hs, hub: h, bus: bus}
+}
+
+// waiting dials url and joins a quick game, which waits for an opponent.
+func waiting(t *testing.T, url string) *wstest.Client {
+	t.Helper()
+	c := wstest.Dial(t, url)
+	c.Join()
+	c.ExpectStatus("waiting")
+	return c
 }
 
 // newReplicaOf starts a second hub on s's store (as wrapped for s's hub) and

@@ -122,9 +122,7 @@ func TestForfeit(t *testing.T) {
 func TestLeaveWhileWaiting(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{})
-	ghost := wstest.Dial(t, s.url)
-	ghost.Join()
-	ghost.ExpectStatus("waiting")
+	ghost := waiting(t, s.url)
 	ghost.WS.Close(websocket.StatusNormalClosure, "")
 	// The store processes the leave after the close; give it a moment by
 	// polling through a real join rather than sleeping blindly.

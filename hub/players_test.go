@@ -189,9 +189,7 @@ func (s *outage) Leave(ctx context.Context, id, player string) (store.Game, erro
 func TestWaitingGameCancelledAfterAnOutage(t *testing.T) {
 	t.Parallel()
 	s, st := newOutageServer(t, hub.Options{})
-	x := wstest.Dial(t, s.url)
-	x.Join()
-	x.ExpectStatus("waiting")
+	x := waiting(t, s.url)
 	st.down.Store(true)
 	x.WS.Close(websocket.StatusGoingAway, "")
 	waitFor(t, "the cancel to fail", func() bool { return st.failed.Load() > 0 })
@@ -1236,9 +1234,7 @@ func TestOpenerGoneBeforeThePairing(t *testing.T) {
 	const grace = 300 * time.Millisecond
 	s, st := newOutageServer(t, hub.Options{Grace: grace})
 	r2 := newReplicaOn(t, s, st.Bolt, hub.Options{Grace: grace})
-	x := wstest.Dial(t, s.url)
-	x.Join()
-	x.ExpectStatus("waiting")
+	x := waiting(t, s.url)
 	st.down.Store(true) // for the first replica only, and for good
 	x.WS.Close(websocket.StatusGoingAway, "")
 	waitFor(t, "the cancel to fail", func() bool { return st.failed.Load() > 0 })
@@ -1264,9 +1260,7 @@ func TestSlowOpenerKeepsTheGame(t *testing.T) {
 	const grace = 300 * time.Millisecond
 	s := newServer(t, hub.Options{Grace: grace})
 	r2 := newReplicaOf(t, s, hub.Options{Grace: grace})
-	x := wstest.Dial(t, s.url)
-	x.Join()
-	x.ExpectStatus("waiting")
+	x := waiting(t, s.url)
 	o := wstest.Dial(t, r2)
 	o.Join()
 	o.Await("playerAway", 5*time.Second) // the check, after the grace period

@@ -24,9 +24,7 @@ func leaveGame(id string) map[string]any {
 func TestLeaveGameTheStoreLost(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{})
-	a := wstest.Dial(t, s.url)
-	a.Join()
-	a.ExpectStatus("waiting")
+	a := waiting(t, s.url)
 	g, err := s.store.Game(t.Context(), a.GameID)
 	if err != nil {
 		t.Fatal(err)
