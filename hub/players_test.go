@@ -1163,28 +1163,36 @@ func TestPerAddressLimit(t *testing.T) {
 // TestResentMovesAreLimited: a move resent in a loop is told to the game
 // again each time (the first answer may have been lost), so each resend
 // counts against the rate limit: the resender is closed before its opponent
-// is flooded off the game.
+// is flooded off the game. One resend at a time, each acked before the
+// next, so that the resender's own queue never fills (which would close it
+// as too slow instead).
 func TestResentMovesAreLimited(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, hub.Options{})
 	x, o := wstest.Dial(t, s.url), wstest.Dial(t, s.url)
 	wstest.Pair(t, x, o)
-	fill := fmt.Appendf(nil, `{"action":"fillSquare","data":{"gameId":%q,"coords":{"x":1,"y":1},"moveId":"m1"}}`, x.GameID)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	go func() {
-		for i := 0; i < 1000 && ctx.Err() == nil; i++ {
-			if x.WS.Write(ctx, websocket.MessageText, fill) != nil {
-				return
+	fill := wstest.Fill(x.GameID, 1, 1)
+	fill["data"].(map[string]any)["moveId"] = "m1"
+	limited := false
+	for i := 0; i < 1000 && !limited; i++ {
+		x.Send(fill)
+		for acked := false; !acked && !limited; {
+			m := x.Next()
+			switch m.Action {
+			case "moveAck":
+				acked = true
+			case "error":
+				var e struct{ Code string }
+				m.Decode(t, &e)
+				if e.Code != "rate_limited" {
+					t.Fatalf("resend %d: error %s", i+1, e.Code)
+				}
+				limited = true
 			}
 		}
-	}()
-	for open := true; open; {
-		select {
-		case _, open = <-x.Frames:
-		case <-ctx.Done():
-			t.Fatal("the resender is still open after 10s")
-		}
+	}
+	if !limited {
+		t.Fatal("1000 resends, none refused as rate limited")
 	}
 	var ce websocket.CloseError
 	if err := <-x.Closed; !errors.As(err, &ce) || ce.Code != websocket.StatusPolicyViolation {
