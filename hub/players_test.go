@@ -228,6 +228,38 @@ func TestBotMovesAfterAnOutage(t *testing.T) {
 	}
 }
 
+// awayMidGame pairs x, on urlX, with o, on urlO, both with sessions; x
+// plays, then its page reloads: o hears x is away. It returns x's session
+// token and its deadline.
+func awayMidGame(t *testing.T, urlX, urlO string) (x, o *wstest.Client, tx string, deadline int64) {
+	t.Helper()
+	x, tx = wstest.Hello(t, urlX, "")
+	o, _ = wstest.Hello(t, urlO, "")
+	wstest.Pair(t, x, o)
+	x.Move(o, 1, 1)
+	x.WS.Close(websocket.StatusGoingAway, "reload")
+	var away struct{ Deadline int64 }
+	o.Expect("playerAway").Decode(t, &away)
+	return x, o, tx, away.Deadline
+}
+
+// rejoin opens a socket on url with session token tx, which is put back in
+// its game.
+func rejoin(t *testing.T, url, tx string) *wstest.Client {
+	t.Helper()
+	back, _ := wstest.Hello(t, url, tx)
+	back.Expect("joinGame")
+	expectState(t, back)
+	return back
+}
+
+// playsOn checks that back, x's new socket in x's game, and o go on playing.
+func playsOn(back, x, o *wstest.Client) {
+	back.GameID, back.Team = x.GameID, "x"
+	o.Move(back, 0, 0)
+	back.Move(o, 2, 2)
+}
+
 // TestBackDespiteAFailedWrite: a player who returns while the write that
 // marks it back fails is not forfeited at the deadline for being away: the
 // write is tried again until it lands, and the game goes on.
@@ -235,26 +267,16 @@ func TestBackDespiteAFailedWrite(t *testing.T) {
 	t.Parallel()
 	s, st := newOutageServer(t, hub.Options{Grace: 2 * time.Second})
 	st.onlyBack.Store(true)
-	x, tx := wstest.Hello(t, s.url, "")
-	o, _ := wstest.Hello(t, s.url, "")
-	wstest.Pair(t, x, o)
-	x.Move(o, 1, 1)
-	x.WS.Close(websocket.StatusGoingAway, "reload")
-	var away struct{ Deadline int64 }
-	o.Expect("playerAway").Decode(t, &away)
+	x, o, tx, deadline := awayMidGame(t, s.url, s.url)
 
 	st.down.Store(true)
-	back, _ := wstest.Hello(t, s.url, tx)
-	back.Expect("joinGame")
-	expectState(t, back)
+	back := rejoin(t, s.url, tx)
 	// Past the deadline: no forfeit of a player who is here.
-	o.Quiet(time.Until(time.UnixMilli(away.Deadline)) + 500*time.Millisecond)
+	o.Quiet(time.Until(time.UnixMilli(deadline)) + 500*time.Millisecond)
 	st.down.Store(false)
 	o.Await("playerBack", 20*time.Second)
 	back.Await("playerBack", 5*time.Second)
-	back.GameID, back.Team = x.GameID, "x"
-	o.Move(back, 0, 0)
-	back.Move(o, 2, 2)
+	playsOn(back, x, o)
 }
 
 // TestForfeitWaitsOutAnOutage: two replicas, each of which loses the store
@@ -270,29 +292,18 @@ func TestForfeitWaitsOutAnOutage(t *testing.T) {
 	s, near := newOutageServer(t, opt) // the player's replica's view of the store
 	far := &outage{Bolt: s.store}      // the opponent's replica's
 	other := newReplicaOn(t, s, far, opt)
-
-	x, tx := wstest.Hello(t, s.url, "")
-	o, _ := wstest.Hello(t, other, "")
-	wstest.Pair(t, x, o)
-	x.Move(o, 1, 1)
-	x.WS.Close(websocket.StatusGoingAway, "reload")
-	var away struct{ Deadline int64 }
-	o.Expect("playerAway").Decode(t, &away)
+	x, o, tx, deadline := awayMidGame(t, s.url, other)
 
 	near.down.Store(true)
 	far.down.Store(true)
-	back, _ := wstest.Hello(t, s.url, tx)
-	back.Expect("joinGame")
-	expectState(t, back)
-	o.Quiet(time.Until(time.UnixMilli(away.Deadline)) + 200*time.Millisecond) // every write fails
+	back := rejoin(t, s.url, tx)
+	o.Quiet(time.Until(time.UnixMilli(deadline)) + 200*time.Millisecond) // every write fails
 	far.down.Store(false)
 	o.Await("playerAway", 10*time.Second) // the grace period, over again
 	near.down.Store(false)
 	o.Await("playerBack", 10*time.Second)
 	back.Await("playerBack", 10*time.Second)
-	back.GameID, back.Team = x.GameID, "x"
-	o.Move(back, 0, 0)
-	back.Move(o, 2, 2)
+	playsOn(back, x, o)
 }
 
 // TestForfeitWhoseAnswerWasLost: a forfeit that landed but whose answer was
@@ -353,9 +364,7 @@ func TestResyncMarksBack(t *testing.T) {
 	near.down.Store(true)
 	x.WS.Close(websocket.StatusGoingAway, "reload")
 	waitFor(t, "the first replica's away mark to fail", func() bool { return near.failed.Load() > 0 })
-	back, _ := wstest.Hello(t, second, tx)
-	back.Expect("joinGame")
-	expectState(t, back)
+	back := rejoin(t, second, tx)
 	if g, err := st.Game(t.Context(), x.GameID); err != nil || g.Away[0] != 0 {
 		t.Fatalf("game on return %+v, %v: want nobody away yet", g.Away, err)
 	}
@@ -367,9 +376,7 @@ func TestResyncMarksBack(t *testing.T) {
 	restartRedis(t, redis, strings.TrimPrefix(url, "redis://"))
 	o.Await("playerBack", grace)
 	back.Await("playerBack", 5*time.Second)
-	back.GameID, back.Team = x.GameID, "x"
-	o.Move(back, 0, 0)
-	back.Move(o, 2, 2)
+	playsOn(back, x, o)
 }
 
 // TestForgedToken: a made-up or malformed token gets a fresh identity with
