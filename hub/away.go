@@ -243,6 +243,12 @@ func (h *Hub) presentHere(id string, team game.Mark) bool {
 // at once (see onAway), so an opener who is there but slow loses nothing.
 func (h *Hub) watchOpener(g store.Game) {
 	id, player := g.ID, g.PlayerX
+	if h.presentHere(id, game.X) {
+		// Here, where a socket that closes marks its player away: nothing
+		// to watch (so a replica that pairs its own players, one alone
+		// above all, arms no timer a game).
+		return
+	}
 	h.bg.after("opener/"+id, h.opt.Grace, func(ctx context.Context) {
 		if h.presentHere(id, game.X) {
 			return
